@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Builds the pinned binaries of the local control plane (etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubectl, kwok, helm) and links them
+# into the repository's bin/.
+#
+# Binaries are cached outside the checkout, keyed by name and version, so that a
+# fresh clone (CI) or `git clean` does not pay the ~10 minute cold build again:
+#   ${CITA_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cita-node-operator/tools}/<name>-<version>
+# Versions come from hack/tools/go.mod, except kwok (see KWOK_VERSION below).
+# Bumping a version in go.mod changes the cache key; changing only a replace or an
+# indirect dependency does not, so bump deliberately or clear the cache.
+#
+# Usage: hack/tools/build.sh [name...]   (default: all)
+set -euo pipefail
+
+# kwok v0.8.0 is built with k8s.io/* v0.36; the tools module pins v0.37 for
+# k8s.io/kubernetes, so kwok is built from its own module with `go install`.
+KWOK_VERSION=v0.8.0
+
+TOOLS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "${TOOLS_DIR}/../.." && pwd)"
+BIN_DIR="${BIN_DIR:-${REPO_ROOT}/bin}"
+CACHE_DIR="${CITA_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cita-node-operator/tools}"
+ALL=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm)
+
+# -p=2 bounds the memory of parallel compiles and links on small CI runners.
+export GOFLAGS="-p=${TOOLS_BUILD_JOBS:-2} -trimpath ${GOFLAGS:-}"
+export CGO_ENABLED=0
+LDFLAGS="-s -w"
+
+log() { printf '[tools] %s\n' "$*" >&2; }
+
+module_version() {
+  (cd "${TOOLS_DIR}" && go list -m -f '{{.Version}}' "$1")
+}
+
+# package path inside the tools module for each binary built there
+pkg_of() {
+  case "$1" in
+    etcd) echo "github.com/cita-cloud/cita-node-operator/hack/tools/etcd" ;;
+    helm) echo "helm.sh/helm/v3/cmd/helm" ;;
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "k8s.io/kubernetes/cmd/$1" ;;
+    *) return 1 ;;
+  esac
+}
+
+versions_loaded=""
+K8S_VERSION="" ETCD_VERSION="" HELM_VERSION=""
+version_of() {
+  if [[ -z "${versions_loaded}" ]]; then
+    # one `go list` for all three keeps the warm path fast
+    local out
+    out="$(cd "${TOOLS_DIR}" && go list -m -f '{{.Path}} {{.Version}}' \
+      k8s.io/kubernetes go.etcd.io/etcd/server/v3 helm.sh/helm/v3)"
+    K8S_VERSION="$(awk '$1=="k8s.io/kubernetes"{print $2}' <<<"${out}")"
+    ETCD_VERSION="$(awk '$1=="go.etcd.io/etcd/server/v3"{print $2}' <<<"${out}")"
+    HELM_VERSION="$(awk '$1=="helm.sh/helm/v3"{print $2}' <<<"${out}")"
+    versions_loaded=1
+  fi
+  case "$1" in
+    etcd) echo "${ETCD_VERSION}" ;;
+    helm) echo "${HELM_VERSION}" ;;
+    kwok) echo "${KWOK_VERSION}" ;;
+    *) echo "${K8S_VERSION}" ;;
+  esac
+}
+
+# link_into_bin puts the cached binary into bin/: a hard link when the cache is on
+# the same filesystem, else a copy (a symlink would dangle if the cache is cleared).
+link_into_bin() {
+  local name="$1" src="$2"
+  mkdir -p "${BIN_DIR}"
+  rm -f "${BIN_DIR}/${name}.tmp"
+  ln "${src}" "${BIN_DIR}/${name}.tmp" 2>/dev/null || cp "${src}" "${BIN_DIR}/${name}.tmp"
+  mv -f "${BIN_DIR}/${name}.tmp" "${BIN_DIR}/${name}"
+}
+
+# install_kwok_stages copies the stage files shipped in the kwok module (node,
+# pod and volume lifecycles) to bin/kwok-stages/, keeping kwok's directory layout
+# (e.g. pod/fast/pod-ready.yaml). test/localcluster reads them from there and
+# adapts them, so the stages always match the kwok binary that runs them.
+install_kwok_stages() {
+  local cached="${CACHE_DIR}/kwok-stages-${KWOK_VERSION}"
+  if [[ ! -f "${cached}/.complete" ]]; then
+    local dir
+    dir="$(cd "${TOOLS_DIR}" && GOFLAGS= go mod download -json "sigs.k8s.io/kwok@${KWOK_VERSION}" |
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+    [[ -d "${dir}/kustomize/stage" ]] || { log "kwok stages not found in module dir '${dir}'"; exit 1; }
+    rm -rf "${cached}"
+    (cd "${dir}/kustomize/stage" && find . -name '*.yaml' ! -name kustomization.yaml ! -path '*/testdata/*' |
+      while read -r f; do install -D -m 0644 "${f}" "${cached}/${f#./}"; done)
+    touch "${cached}/.complete"
+  fi
+  rm -rf "${BIN_DIR}/kwok-stages"
+  cp -r "${cached}" "${BIN_DIR}/kwok-stages"
+}
+
+main() {
+  local names=("$@")
+  [[ ${#names[@]} -eq 0 ]] && names=("${ALL[@]}")
+  mkdir -p "${CACHE_DIR}" "${BIN_DIR}"
+
+  local missing_mod=() missing_kwok="" name version cached
+  for name in "${names[@]}"; do
+    version="$(version_of "${name}")"
+    [[ -n "${version}" ]] || { log "no version for ${name}"; exit 1; }
+    cached="${CACHE_DIR}/${name}-${version}"
+    if [[ -x "${cached}" ]]; then
+      continue
+    fi
+    if [[ "${name}" == kwok ]]; then
+      missing_kwok=1
+    elif pkg_of "${name}" >/dev/null; then
+      missing_mod+=("${name}")
+    else
+      log "unknown tool ${name} (known: ${ALL[*]})"
+      exit 1
+    fi
+  done
+
+  local tmp
+  tmp="$(mktemp -d "${CACHE_DIR}/.build.XXXXXX")"
+  trap 'rm -rf "${tmp}"' EXIT
+
+  if [[ ${#missing_mod[@]} -gt 0 ]]; then
+    local pkgs=()
+    for name in "${missing_mod[@]}"; do pkgs+=("$(pkg_of "${name}")"); done
+    log "building ${missing_mod[*]} (cold build of the Kubernetes binaries takes ~10 min on 2 cores)"
+    local start=${SECONDS}
+    # One `go build` for all packages so shared dependencies compile once.
+    (cd "${TOOLS_DIR}" && go build -ldflags="${LDFLAGS}" -o "${tmp}/" "${pkgs[@]}")
+    for name in "${missing_mod[@]}"; do
+      mv -f "${tmp}/${name}" "${CACHE_DIR}/${name}-$(version_of "${name}")"
+    done
+    log "built in $((SECONDS - start))s"
+  fi
+
+  if [[ -n "${missing_kwok}" ]]; then
+    log "building kwok ${KWOK_VERSION}"
+    GOBIN="${tmp}" go install -ldflags="${LDFLAGS}" "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}"
+    mv -f "${tmp}/kwok" "${CACHE_DIR}/kwok-${KWOK_VERSION}"
+  fi
+  if [[ " ${names[*]} " == *" kwok "* ]]; then
+    install_kwok_stages
+  fi
+
+  for name in "${names[@]}"; do
+    link_into_bin "${name}" "${CACHE_DIR}/${name}-$(version_of "${name}")"
+  done
+  log "bin/: ${names[*]} (cache ${CACHE_DIR})"
+}
+
+main "$@"
