@@ -1,0 +1,58 @@
+package datamove
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
+)
+
+// Backup copies the chain state (chain_data and, when present, data) of nodeRoot to the
+// backup volume root dest and writes the manifest beside it, all in one pass over the data.
+// Whatever an earlier, interrupted attempt left in dest is replaced; the manifest is removed
+// first and written last, so dest holds a manifest only when it holds a whole backup.
+func Backup(ctx context.Context, nodeRoot, dest string) (jobargs.Result, error) {
+	var res jobargs.Result
+	if note, err := RecoverNodeRoot(nodeRoot); err != nil {
+		return res, err
+	} else {
+		res.Warning = note
+	}
+	if !isDir(filepath.Join(nodeRoot, ChainDataDir)) {
+		return res, fmt.Errorf("node root %s has %w", nodeRoot, errNoChainData)
+	}
+	if err := os.Remove(filepath.Join(dest, ManifestFile)); err != nil && !os.IsNotExist(err) {
+		return res, err
+	}
+	for _, name := range chainState {
+		if err := os.RemoveAll(filepath.Join(dest, name)); err != nil {
+			return res, fmt.Errorf("clearing an earlier attempt: %w", err)
+		}
+	}
+	stats, err := copyTrees(ctx, nodeRoot, chainState, treeCopy{dstRoot: dest, hash: true})
+	if err != nil {
+		return res, fmt.Errorf("copying %s to %s: %w", nodeRoot, dest, err)
+	}
+	if err := syncFS(dest); err != nil {
+		return res, err
+	}
+	sum, err := writeManifest(dest, stats.Digests)
+	if err != nil {
+		return res, err
+	}
+	res.Bytes, res.Files, res.Checksum = stats.Bytes, stats.Files, sum
+	return res, nil
+}
+
+// writeSnapshotManifest hashes a snapshot cloud-op wrote (dir is P/<h>) and stores its
+// manifest, so restoring it later is verified like a backup.
+func writeSnapshotManifest(ctx context.Context, dir string) (treeStats, string, error) {
+	stats, err := copyTrees(ctx, dir, chainState, treeCopy{hash: true})
+	if err != nil {
+		return stats, "", fmt.Errorf("hashing snapshot %s: %w", dir, err)
+	}
+	sum, err := writeManifest(dir, stats.Digests)
+	return stats, sum, err
+}

@@ -1,0 +1,294 @@
+package datamove
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
+)
+
+// CloudOp is the cloud-op binary of the job image and the generation it speaks
+// (jobargs.CloudOpLegacy or jobargs.CloudOpCurrent).
+type CloudOp struct {
+	Path       string
+	Generation string
+	// Log receives cloud-op's output as it runs (the Job's log); nil discards it.
+	Log io.Writer
+}
+
+// DetectCloudOp runs `cloud-op --help` and tells the generation from the subcommands it
+// lists: the current one has `rollback`, the legacy one `recover` / `state-recover`. Asking
+// the binary, rather than trusting an image tag, keeps working with retagged or custom images.
+func DetectCloudOp(ctx context.Context, path string, log io.Writer) (*CloudOp, error) {
+	resolved, err := exec.LookPath(path)
+	if err != nil {
+		return nil, fmt.Errorf("cloud-op not found in the job image: %w", err)
+	}
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, resolved, "--help")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("cloud-op --help: %w: %s", err, tail(out.Bytes(), 3))
+	}
+	subcommands := map[string]bool{}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			subcommands[f[0]] = true
+		}
+	}
+	gen := ""
+	switch {
+	case subcommands["rollback"]:
+		gen = jobargs.CloudOpCurrent
+	case subcommands["recover"] || subcommands["state-recover"]:
+		gen = jobargs.CloudOpLegacy
+	default:
+		return nil, fmt.Errorf("cannot tell cloud-op's generation: its --help lists neither rollback nor recover: %s", tail(out.Bytes(), 3))
+	}
+	return &CloudOp{Path: resolved, Generation: gen, Log: log}, nil
+}
+
+// CloudOpParams are the operands of one cloud-op run.
+type CloudOpParams struct {
+	Height     int64
+	NodeRoot   string
+	ConfigPath string
+	// BackupPath is the snapshot directory P (snapshots are P/<h>).
+	BackupPath string
+	// Crypto and Consensus: the legacy generation needs them.
+	Crypto, Consensus   string
+	DeleteConsensusData bool
+}
+
+// errNoCloudOpCommand: the current generation has no snapshot-restore; its snapshot is
+// restored like a backup.
+var errNoCloudOpCommand = errors.New("no cloud-op command for this operation in this generation")
+
+// cloudOpArgs is the exact command line of DESIGN §4's table for op in generation gen.
+func cloudOpArgs(gen string, op jobargs.Op, p CloudOpParams) ([]string, error) {
+	h := strconv.FormatInt(p.Height, 10)
+	switch gen {
+	case jobargs.CloudOpLegacy:
+		if p.Crypto == "" || p.Consensus == "" {
+			return nil, fmt.Errorf("the legacy cloud-op needs the node's crypto and consensus, which the operator could not tell from its images (crypto %q, consensus %q)", p.Crypto, p.Consensus)
+		}
+		var args []string
+		switch op {
+		case jobargs.OpFallback:
+			args = []string{"recover", h, "--node-root", p.NodeRoot, "--config-path", p.ConfigPath}
+		case jobargs.OpSnapshot:
+			args = []string{"state-backup", h, "--node-root", p.NodeRoot, "--config-path", p.ConfigPath, "--backup-path", p.BackupPath}
+		case jobargs.OpSnapshotRestore:
+			args = []string{"state-recover", h, "--node-root", p.NodeRoot, "--config-path", p.ConfigPath, "--backup-path", p.BackupPath}
+		default:
+			return nil, fmt.Errorf("%s does not use cloud-op", op)
+		}
+		args = append(args, "--crypto", p.Crypto, "--consensus", p.Consensus)
+		if p.DeleteConsensusData && op != jobargs.OpSnapshot {
+			args = append(args, "--is-clear")
+		}
+		return args, nil
+	case jobargs.CloudOpCurrent:
+		switch op {
+		case jobargs.OpFallback:
+			args := []string{"rollback", h, "-n", p.NodeRoot, "-c", p.ConfigPath}
+			if p.DeleteConsensusData {
+				args = append(args, "--clean")
+			}
+			return args, nil
+		case jobargs.OpSnapshot:
+			return []string{"backup", h, "-n", p.NodeRoot, "-c", p.ConfigPath, "-p", p.BackupPath}, nil
+		case jobargs.OpSnapshotRestore:
+			return nil, errNoCloudOpCommand
+		}
+		return nil, fmt.Errorf("%s does not use cloud-op", op)
+	}
+	return nil, fmt.Errorf("unknown cloud-op generation %q", gen)
+}
+
+// run runs cloud-op; a failure's reason ends with the last lines cloud-op wrote to stderr,
+// which is where it says what went wrong.
+func (c *CloudOp) run(ctx context.Context, args []string) error {
+	var stderr tailBuffer
+	cmd := exec.CommandContext(ctx, c.Path, args...)
+	log := c.Log
+	if log == nil {
+		log = io.Discard
+	}
+	cmd.Stdout = log
+	cmd.Stderr = io.MultiWriter(log, &stderr)
+	// On cancellation (the Job is being stopped) let cloud-op close its databases first.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 20 * time.Second
+	fmt.Fprintf(log, "running %s %s\n", filepath.Base(c.Path), strings.Join(args, " "))
+	if err := cmd.Run(); err != nil {
+		reason := tail(stderr.Bytes(), 3)
+		if reason == "" {
+			reason = "no output on stderr"
+		}
+		return fmt.Errorf("cloud-op %s failed (%v): %s", args[0], err, reason)
+	}
+	return nil
+}
+
+// tailBuffer keeps the last few KiB written to it: cloud-op may log a lot, and only the end
+// explains a failure.
+type tailBuffer struct{ b []byte }
+
+const tailKeep = 4096
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.b = append(t.b, p...)
+	if len(t.b) > 2*tailKeep {
+		t.b = append(t.b[:0], t.b[len(t.b)-tailKeep:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) Bytes() []byte {
+	if len(t.b) > tailKeep {
+		return t.b[len(t.b)-tailKeep:]
+	}
+	return t.b
+}
+
+// tail joins the last n non-empty lines of out into one line of at most 1 KiB.
+func tail(out []byte, n int) string {
+	var lines []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	s := strings.Join(lines, " | ")
+	if len(s) > 1024 {
+		s = "…" + s[len(s)-1024:]
+	}
+	return s
+}
+
+// guardedNames are the directories a checkpoint saves around an in-place cloud-op run: the
+// chain state, plus the consensus WAL when cloud-op is asked to clear it, so that a failed
+// run gives back all it took.
+func guardedNames(deleteConsensusData bool) []string {
+	names := append([]string(nil), chainState...)
+	if deleteConsensusData {
+		names = append(names, consensusData...)
+	}
+	return names
+}
+
+// runInPlace runs a cloud-op command that rewrites the node's databases, guarded by a
+// checkpoint: put back if cloud-op fails or this process is stopped, removed after success.
+// A SIGKILL leaves the checkpoint complete, and the next run's RecoverNodeRoot puts it back.
+func (c *CloudOp) runInPlace(ctx context.Context, nodeRoot string, args []string, deleteConsensusData bool) error {
+	if err := takeCheckpoint(ctx, nodeRoot, guardedNames(deleteConsensusData)); err != nil {
+		return err
+	}
+	if err := c.run(ctx, args); err != nil {
+		if rerr := rollbackCheckpoint(nodeRoot); rerr != nil {
+			return fmt.Errorf("%w; putting the checkpoint back also failed (it stays in %s for the next run): %v", err, filepath.Join(nodeRoot, checkpointDir), rerr)
+		}
+		return fmt.Errorf("%w (the node's data was put back as it was)", err)
+	}
+	return removeCheckpoint(nodeRoot)
+}
+
+// Fallback rolls the node's chain state back to p.Height.
+func Fallback(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result, error) {
+	res := jobargs.Result{CloudOpGeneration: c.Generation, BlockHeight: p.Height}
+	note, err := RecoverNodeRoot(p.NodeRoot)
+	res.Warning = note
+	if err != nil {
+		return res, err
+	}
+	if !isDir(filepath.Join(p.NodeRoot, ChainDataDir)) {
+		return res, fmt.Errorf("node root %s has %w", p.NodeRoot, errNoChainData)
+	}
+	args, err := cloudOpArgs(c.Generation, jobargs.OpFallback, p)
+	if err != nil {
+		return res, err
+	}
+	return res, c.runInPlace(ctx, p.NodeRoot, args, p.DeleteConsensusData)
+}
+
+// Snapshot has cloud-op write the chain state at p.Height to P/<h>, then hashes it into a
+// manifest there so that restoring it is verified.
+func Snapshot(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result, error) {
+	res := jobargs.Result{CloudOpGeneration: c.Generation, BlockHeight: p.Height}
+	note, err := RecoverNodeRoot(p.NodeRoot)
+	res.Warning = note
+	if err != nil {
+		return res, err
+	}
+	if !isDir(filepath.Join(p.NodeRoot, ChainDataDir)) {
+		return res, fmt.Errorf("node root %s has %w", p.NodeRoot, errNoChainData)
+	}
+	args, err := cloudOpArgs(c.Generation, jobargs.OpSnapshot, p)
+	if err != nil {
+		return res, err
+	}
+	dir := snapshotDir(p.BackupPath, p.Height)
+	// An earlier attempt's partial snapshot would mix with this one.
+	if err := os.RemoveAll(dir); err != nil {
+		return res, err
+	}
+	if err := c.run(ctx, args); err != nil {
+		return res, err
+	}
+	if !isDir(filepath.Join(dir, ChainDataDir)) {
+		return res, fmt.Errorf("cloud-op %s succeeded but wrote no %s", args[0], filepath.Join(dir, ChainDataDir))
+	}
+	if err := syncFS(dir); err != nil {
+		return res, err
+	}
+	stats, sum, err := writeSnapshotManifest(ctx, dir)
+	if err != nil {
+		return res, err
+	}
+	res.Bytes, res.Files, res.Checksum = stats.Bytes, stats.Files, sum
+	return res, nil
+}
+
+// SnapshotRestore restores the snapshot P/<h> (P = p.BackupPath) into the node root: with the
+// legacy generation through cloud-op's state-recover, guarded by a checkpoint; with the
+// current one, which has no such command, as a verified Restore of P/<h>.
+func SnapshotRestore(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result, error) {
+	args, err := cloudOpArgs(c.Generation, jobargs.OpSnapshotRestore, p)
+	if errors.Is(err, errNoCloudOpCommand) {
+		res, err := Restore(ctx, RestoreOptions{Source: snapshotDir(p.BackupPath, p.Height), NodeRoot: p.NodeRoot, DeleteConsensusData: p.DeleteConsensusData})
+		res.CloudOpGeneration, res.BlockHeight = c.Generation, p.Height
+		return res, err
+	}
+	res := jobargs.Result{CloudOpGeneration: c.Generation, BlockHeight: p.Height}
+	if err != nil {
+		return res, err
+	}
+	note, err := RecoverNodeRoot(p.NodeRoot)
+	res.Warning = note
+	if err != nil {
+		return res, err
+	}
+	if !isDir(filepath.Join(snapshotDir(p.BackupPath, p.Height), ChainDataDir)) {
+		return res, fmt.Errorf("snapshot %s has %w", snapshotDir(p.BackupPath, p.Height), errNoChainData)
+	}
+	return res, c.runInPlace(ctx, p.NodeRoot, args, p.DeleteConsensusData)
+}
+
+// snapshotDir is where both generations put the snapshot at height h.
+func snapshotDir(backupPath string, h int64) string {
+	return filepath.Join(backupPath, strconv.FormatInt(h, 10))
+}
