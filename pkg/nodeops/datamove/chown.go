@@ -10,7 +10,8 @@ import (
 // Chown gives everything under root (root included) to uid:gid, like `chown -R` without
 // -L: symlinks are changed themselves (lchown) and never followed, so a link pointing out of
 // the node root cannot hand a file elsewhere to the node's user. Entries already owned right
-// are left alone; the count is of entries changed.
+// are left alone (so is a second name of a file already changed); the count is of entries
+// changed.
 func Chown(ctx context.Context, root string, uid, gid int) (changed int64, err error) {
 	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {

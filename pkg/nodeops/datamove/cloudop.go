@@ -181,21 +181,16 @@ func tail(out []byte, n int) string {
 }
 
 // guardedNames are the directories a checkpoint saves around an in-place cloud-op run: the
-// chain state, plus the consensus WAL when cloud-op is asked to clear it, so that a failed
-// run gives back all it took.
-func guardedNames(deleteConsensusData bool) []string {
-	names := append([]string(nil), chainState...)
-	if deleteConsensusData {
-		names = append(names, consensusData...)
-	}
-	return names
-}
+// chain state, and the consensus WAL, which --is-clear / --clean delete and which a failed run
+// must give back too. The WAL is small; guarding it always keeps the promise simple: after a
+// failure the node root is what it was.
+var guardedNames = append(append([]string(nil), chainState...), consensusData...)
 
 // runInPlace runs a cloud-op command that rewrites the node's databases, guarded by a
 // checkpoint: put back if cloud-op fails or this process is stopped, removed after success.
 // A SIGKILL leaves the checkpoint complete, and the next run's RecoverNodeRoot puts it back.
-func (c *CloudOp) runInPlace(ctx context.Context, nodeRoot string, args []string, deleteConsensusData bool) error {
-	if err := takeCheckpoint(ctx, nodeRoot, guardedNames(deleteConsensusData)); err != nil {
+func (c *CloudOp) runInPlace(ctx context.Context, nodeRoot string, args []string) error {
+	if err := takeCheckpoint(ctx, nodeRoot, guardedNames); err != nil {
 		return err
 	}
 	if err := c.run(ctx, args); err != nil {
@@ -222,7 +217,7 @@ func Fallback(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result,
 	if err != nil {
 		return res, err
 	}
-	return res, c.runInPlace(ctx, p.NodeRoot, args, p.DeleteConsensusData)
+	return res, c.runInPlace(ctx, p.NodeRoot, args)
 }
 
 // Snapshot has cloud-op write the chain state at p.Height to P/<h>, then hashes it into a
@@ -285,7 +280,7 @@ func SnapshotRestore(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.
 	if !isDir(filepath.Join(snapshotDir(p.BackupPath, p.Height), ChainDataDir)) {
 		return res, fmt.Errorf("snapshot %s has %w", snapshotDir(p.BackupPath, p.Height), errNoChainData)
 	}
-	return res, c.runInPlace(ctx, p.NodeRoot, args, p.DeleteConsensusData)
+	return res, c.runInPlace(ctx, p.NodeRoot, args)
 }
 
 // snapshotDir is where both generations put the snapshot at height h.
