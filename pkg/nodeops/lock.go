@@ -1,0 +1,173 @@
+package nodeops
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+)
+
+// The lock on a node, and what stopping it recorded, live in annotations of
+// the workload itself: they survive an operator restart and a deleted CR,
+// and the apiserver's resourceVersion check makes taking the lock atomic.
+const (
+	// AnnotationHolder names the operation holding the workload: Kind/name.
+	AnnotationHolder = "citacloud.rivtower.com/operation"
+	// AnnotationHolderUID is the holder's UID, to tell it from a namesake.
+	AnnotationHolderUID = "citacloud.rivtower.com/operation-uid"
+	// AnnotationReplicas is the replica count before the holder stopped the
+	// workload; present only while it is stopped by the holder.
+	AnnotationReplicas = "citacloud.rivtower.com/stopped-replicas"
+	// AnnotationMachine is the Kubernetes node the node's pod ran on before
+	// the stop.
+	AnnotationMachine = "citacloud.rivtower.com/stopped-machine"
+	// AnnotationAccount is the account ConfigMap a Switchover found on the
+	// node before swapping, so the swap is computed from it, exactly once.
+	AnnotationAccount = "citacloud.rivtower.com/account-before-switchover"
+)
+
+// Holder identifies an operation that holds (or wants) a node.
+type Holder struct {
+	Kind string
+	Name string
+	UID  types.UID
+}
+
+func (h Holder) String() string { return h.Kind + "/" + h.Name }
+
+// HolderOf returns the operation holding the workload, if any.
+func HolderOf(w *Workload) (Holder, bool) {
+	a := w.Object.GetAnnotations()
+	v, ok := a[AnnotationHolder]
+	if !ok {
+		return Holder{}, false
+	}
+	var h Holder
+	for i := 0; i < len(v); i++ {
+		if v[i] == '/' {
+			h.Kind, h.Name = v[:i], v[i+1:]
+			break
+		}
+	}
+	h.UID = types.UID(a[AnnotationHolderUID])
+	return h, true
+}
+
+// HeldBy reports whether h holds the workload.
+func HeldBy(w *Workload, h Holder) bool {
+	got, ok := HolderOf(w)
+	return ok && got.UID == h.UID
+}
+
+// StoppedReplicas is the replica count recorded when the workload was
+// stopped; ok is false when it is not stopped by an operation.
+func StoppedReplicas(w *Workload) (replicas int32, ok bool) {
+	v, ok := w.Object.GetAnnotations()[AnnotationReplicas]
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 32)
+	if err != nil || n < 0 {
+		// Unreadable: start with one replica rather than leave the node down.
+		return 1, true
+	}
+	return int32(n), true
+}
+
+// RecordedMachine is the Kubernetes node recorded at the stop.
+func RecordedMachine(w *Workload) string { return w.Object.GetAnnotations()[AnnotationMachine] }
+
+// RecordedAccount is the account ConfigMap recorded before a Switchover.
+func RecordedAccount(w *Workload) string { return w.Object.GetAnnotations()[AnnotationAccount] }
+
+// LockRequest says what taking a workload records.
+type LockRequest struct {
+	Holder Holder
+	// Stop also scales the workload to 0, recording its replicas and
+	// Machine in the same write, so no crash can leave one without the other.
+	Stop    bool
+	Machine string
+	// Account, if set, records the node's account ConfigMap (Switchover).
+	Account string
+}
+
+type patchMeta struct {
+	ResourceVersion string             `json:"resourceVersion"`
+	Annotations     map[string]*string `json:"annotations"`
+}
+
+type patchSpec struct {
+	Replicas int32 `json:"replicas"`
+}
+
+type workloadPatch struct {
+	Metadata patchMeta  `json:"metadata"`
+	Spec     *patchSpec `json:"spec,omitempty"`
+}
+
+func str(s string) *string { return &s }
+
+// LockPatch is the merge patch that takes the workload for r.Holder. It
+// carries the cached resourceVersion: if anyone changed the workload since,
+// the apiserver refuses it with a conflict and nothing is written.
+func LockPatch(w *Workload, r LockRequest) []byte {
+	p := workloadPatch{Metadata: patchMeta{
+		ResourceVersion: w.Object.GetResourceVersion(),
+		Annotations: map[string]*string{
+			AnnotationHolder:    str(r.Holder.String()),
+			AnnotationHolderUID: str(string(r.Holder.UID)),
+		},
+	}}
+	if r.Stop {
+		p.Metadata.Annotations[AnnotationReplicas] = str(strconv.Itoa(int(w.Replicas)))
+		p.Metadata.Annotations[AnnotationMachine] = str(r.Machine)
+		p.Spec = &patchSpec{Replicas: 0}
+	}
+	if r.Account != "" {
+		p.Metadata.Annotations[AnnotationAccount] = str(r.Account)
+	}
+	return mustJSON(p)
+}
+
+// ReleasePatch removes the lock. If the holder stopped the workload and it
+// is still at 0 replicas, it is started with the recorded count in the same
+// write; if someone else scaled it meanwhile, their count is left alone.
+func ReleasePatch(w *Workload) []byte {
+	p := workloadPatch{Metadata: patchMeta{
+		ResourceVersion: w.Object.GetResourceVersion(),
+		Annotations: map[string]*string{
+			AnnotationHolder: nil, AnnotationHolderUID: nil,
+			AnnotationReplicas: nil, AnnotationMachine: nil, AnnotationAccount: nil,
+		},
+	}}
+	if replicas, stopped := StoppedReplicas(w); stopped && w.Replicas == 0 {
+		p.Spec = &patchSpec{Replicas: replicas}
+	}
+	return mustJSON(p)
+}
+
+// PatchWorkload sends a merge patch to the workload.
+func PatchWorkload(ctx context.Context, c kubernetes.Interface, w *Workload, namespace string, patch []byte) error {
+	var err error
+	switch w.Kind {
+	case "StatefulSet":
+		_, err = c.AppsV1().StatefulSets(namespace).Patch(ctx, w.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	case "Deployment":
+		_, err = c.AppsV1().Deployments(namespace).Patch(ctx, w.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	default:
+		err = fmt.Errorf("unknown workload kind %q", w.Kind)
+	}
+	return err
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

@@ -1,0 +1,51 @@
+package nodeops
+
+import (
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Labels the python deployer puts on a node's Deployment and its pods.
+const (
+	PythonChainLabel = "chain_name"
+	PythonNodeLabel  = "node_name"
+)
+
+// locatePython: the python deployer creates one Deployment per node, named
+// after it and labelled chain_name/node_name; the node root is the datadir
+// volume's claim at the subPath its containers mount (in practice the
+// node's name).
+func locatePython(l Listers, t Target) (*Node, error) {
+	d, err := l.Deployments.Deployments(t.Namespace).Get(t.Name)
+	if apierrors.IsNotFound(err) {
+		if _, serr := l.StatefulSets.StatefulSets(t.Namespace).Get(t.Name); serr == nil {
+			return nil, invalid("node %s/%s is a StatefulSet, not a Deployment: check deployMethod", t.Namespace, t.Name)
+		}
+		return nil, invalid("node Deployment %s/%s does not exist", t.Namespace, t.Name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if chain := d.Labels[PythonChainLabel]; chain != "" && chain != t.Chain {
+		return nil, invalid("Deployment %s/%s belongs to chain %q, not %q", t.Namespace, t.Name, chain, t.Chain)
+	}
+	selector, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		return nil, invalid("Deployment %s/%s has an invalid selector: %v", t.Namespace, t.Name, err)
+	}
+	replicas := int32(1)
+	if d.Spec.Replicas != nil {
+		replicas = *d.Spec.Replicas
+	}
+	w := &Workload{Kind: "Deployment", Name: d.Name, Object: d, Replicas: replicas, Selector: selector, Template: &d.Spec.Template}
+	n := &Node{Target: t, Workload: w}
+	if n.DataClaim, err = dataVolume(w, 0); err != nil {
+		return nil, err
+	}
+	m, err := dataMount(w)
+	if err != nil {
+		return nil, err
+	}
+	n.DataSubPath = m.SubPath
+	return n, nil
+}
