@@ -45,6 +45,7 @@ pkg_of() {
 }
 
 versions_loaded=""
+tmp=""
 K8S_VERSION="" ETCD_VERSION="" HELM_VERSION=""
 version_of() {
   if [[ -z "${versions_loaded}" ]]; then
@@ -69,6 +70,7 @@ version_of() {
 # the same filesystem, else a copy (a symlink would dangle if the cache is cleared).
 link_into_bin() {
   local name="$1" src="$2"
+  [[ "${BIN_DIR}/${name}" -ef "${src}" ]] && return 0
   mkdir -p "${BIN_DIR}"
   rm -f "${BIN_DIR}/${name}.tmp"
   ln "${src}" "${BIN_DIR}/${name}.tmp" 2>/dev/null || cp "${src}" "${BIN_DIR}/${name}.tmp"
@@ -118,7 +120,6 @@ main() {
     fi
   done
 
-  local tmp
   tmp="$(mktemp -d "${CACHE_DIR}/.build.XXXXXX")"
   trap 'rm -rf "${tmp}"' EXIT
 
