@@ -48,7 +48,8 @@ type Options struct {
 	// repository containing the working directory (see DefaultBinDir).
 	BinDir string
 	// WorkDir receives certificates, kubeconfigs, etcd data, logs/ and volumes/.
-	// Default: a new temporary directory, removed by Stop. A given WorkDir is kept.
+	// Default: a new temporary directory, removed by Stop. A given WorkDir is
+	// emptied of an earlier run's files by Start and kept by Stop.
 	WorkDir string
 	// Nodes is the number of kwok nodes, named kwok-node-0, kwok-node-1, ...; default 1.
 	Nodes int
@@ -120,6 +121,17 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	} else {
 		if c.WorkDir, err = filepath.Abs(opts.WorkDir); err != nil {
 			return nil, err
+		}
+	}
+	// A kept work dir from an earlier run would mix old etcd data and volumes
+	// with new certificates, and its kubeconfig would announce a cluster that
+	// is not up yet.
+	if !c.removeWork {
+		for _, stale := range []string{"kubeconfig", "etcd", "pki", "logs", "volumes", "kwok", "kwok.yaml",
+			"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-scheduler.yaml"} {
+			if err := os.RemoveAll(filepath.Join(c.WorkDir, stale)); err != nil {
+				return nil, err
+			}
 		}
 	}
 	c.LogDir = filepath.Join(c.WorkDir, "logs")
@@ -260,6 +272,10 @@ func (c *Cluster) startComponents(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	frontProxy, err := certs.frontProxyClient()
+	if err != nil {
+		return err
+	}
 	kubeconfigs := map[string]string{}
 	for _, id := range []struct{ name, user, group string }{
 		{"admin", "localcluster-admin", "system:masters"},
@@ -326,6 +342,15 @@ func (c *Cluster) startComponents(ctx context.Context) error {
 		"--tls-cert-file="+serving.CertFile,
 		"--tls-private-key-file="+serving.KeyFile,
 		"--client-ca-file="+certs.ca.CertFile,
+		// Request-header auth as in a real cluster: without it kcm and the
+		// scheduler log a missing CA bundle again and again.
+		"--requestheader-client-ca-file="+certs.frontProxyCA.CertFile,
+		"--requestheader-allowed-names=front-proxy-client",
+		"--requestheader-username-headers=X-Remote-User",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--proxy-client-cert-file="+frontProxy.CertFile,
+		"--proxy-client-key-file="+frontProxy.KeyFile,
 		"--authorization-mode=Node,RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file="+certs.ServiceAccountPubKeyFile,

@@ -34,6 +34,9 @@ type keyPair struct {
 type pki struct {
 	dir string
 	ca  *keyPair
+	// frontProxyCA signs the client certificate the apiserver presents to
+	// aggregated API servers; components trust it for request-header auth.
+	frontProxyCA *keyPair
 	// ServiceAccountKeyFile signs (apiserver, kcm) and verifies (apiserver)
 	// service account tokens.
 	ServiceAccountKeyFile    string
@@ -45,16 +48,13 @@ func newPKI(dir string) (*pki, error) {
 		return nil, err
 	}
 	p := &pki{dir: dir}
-	ca, err := p.issue("ca", &x509.Certificate{
-		Subject:               pkix.Name{CommonName: "cita-localcluster-ca"},
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	})
-	if err != nil {
+	var err error
+	if p.ca, err = p.newCA("ca"); err != nil {
 		return nil, err
 	}
-	p.ca = ca
+	if p.frontProxyCA, err = p.newCA("front-proxy-ca"); err != nil {
+		return nil, err
+	}
 
 	saKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -79,10 +79,19 @@ func newPKI(dir string) (*pki, error) {
 	return p, nil
 }
 
+func (p *pki) newCA(name string) (*keyPair, error) {
+	return p.issue(name, nil, &x509.Certificate{
+		Subject:               pkix.Name{CommonName: "cita-localcluster-" + name},
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	})
+}
+
 // serving issues a TLS server certificate for loopback and the in-cluster names
 // of the kubernetes Service.
 func (p *pki) serving(name string, dnsNames []string, ips []net.IP) (*keyPair, error) {
-	return p.issue(name, &x509.Certificate{
+	return p.issue(name, p.ca, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: name},
 		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
@@ -94,14 +103,24 @@ func (p *pki) serving(name string, dnsNames []string, ips []net.IP) (*keyPair, e
 // client issues a client certificate; the apiserver maps CN to the user name and
 // O to its groups.
 func (p *pki) client(name, user string, groups ...string) (*keyPair, error) {
-	return p.issue(name, &x509.Certificate{
+	return p.issue(name, p.ca, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: user, Organization: groups},
 		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	})
 }
 
-func (p *pki) issue(name string, tmpl *x509.Certificate) (*keyPair, error) {
+// frontProxyClient issues the apiserver's client certificate for aggregated APIs.
+func (p *pki) frontProxyClient() (*keyPair, error) {
+	return p.issue("front-proxy-client", p.frontProxyCA, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "front-proxy-client"},
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+}
+
+// issue signs tmpl with signer, or self-signs it when signer is nil.
+func (p *pki) issue(name string, signer *keyPair, tmpl *x509.Certificate) (*keyPair, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -114,11 +133,11 @@ func (p *pki) issue(name string, tmpl *x509.Certificate) (*keyPair, error) {
 	tmpl.NotBefore = time.Now().Add(-time.Hour)
 	tmpl.NotAfter = time.Now().Add(certLifetime)
 
-	parent, signer := tmpl, key
-	if p.ca != nil {
-		parent, signer = p.ca.cert, p.ca.key
+	parent, parentKey := tmpl, key
+	if signer != nil {
+		parent, parentKey = signer.cert, signer.key
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
 	if err != nil {
 		return nil, fmt.Errorf("issue %s certificate: %w", name, err)
 	}
