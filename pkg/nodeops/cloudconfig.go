@@ -18,15 +18,26 @@ func locateCloudConfig(l Listers, t Target) (*Node, error) {
 		return nil, err
 	}
 	n.DataSubPath = m.SubPath
-	if ok, err := l.ConfigMapExists(t.Namespace, n.ConfigMap); err != nil {
-		return nil, err
-	} else if !ok {
-		return nil, invalid("the node's config ConfigMap %s/%s does not exist", t.Namespace, n.ConfigMap)
-	}
 	for _, v := range w.Template.Spec.Volumes {
 		if v.Name == AccountVolume && v.ConfigMap != nil {
 			n.AccountConfigMap = v.ConfigMap.Name
 		}
 	}
 	return n, nil
+}
+
+// CheckConfig verifies what Locate takes on trust because it is not cached:
+// that the node's config ConfigMap exists.
+func (n *Node) CheckConfig(l Listers) error {
+	if n.ConfigMap == "" {
+		return nil
+	}
+	ok, err := l.ConfigMapExists(n.Namespace, n.ConfigMap)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return invalid("the node's config ConfigMap %s/%s does not exist", n.Namespace, n.ConfigMap)
+	}
+	return nil
 }

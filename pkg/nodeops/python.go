@@ -2,7 +2,6 @@ package nodeops
 
 import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Labels the python deployer puts on a node's Deployment and its pods.
@@ -29,15 +28,10 @@ func locatePython(l Listers, t Target) (*Node, error) {
 	if chain := d.Labels[PythonChainLabel]; chain != "" && chain != t.Chain {
 		return nil, invalid("Deployment %s/%s belongs to chain %q, not %q", t.Namespace, t.Name, chain, t.Chain)
 	}
-	selector, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
-	if err != nil {
-		return nil, invalid("Deployment %s/%s has an invalid selector: %v", t.Namespace, t.Name, err)
+	w := DeploymentWorkload(d)
+	if w.Selector == nil {
+		return nil, invalid("Deployment %s/%s has an invalid selector", t.Namespace, t.Name)
 	}
-	replicas := int32(1)
-	if d.Spec.Replicas != nil {
-		replicas = *d.Spec.Replicas
-	}
-	w := &Workload{Kind: "Deployment", Name: d.Name, Object: d, Replicas: replicas, Selector: selector, Template: &d.Spec.Template}
 	n := &Node{Target: t, Workload: w}
 	if n.DataClaim, err = dataVolume(w, 0); err != nil {
 		return nil, err

@@ -23,21 +23,45 @@ func statefulSetWorkload(l Listers, namespace, name, role string) (*Workload, er
 	if p := sts.Spec.PersistentVolumeClaimRetentionPolicy; p != nil && p.WhenScaled == appsv1.DeletePersistentVolumeClaimRetentionPolicyType {
 		return nil, invalid("StatefulSet %s/%s has persistentVolumeClaimRetentionPolicy.whenScaled: Delete: scaling it to 0 would delete the node's data", namespace, name)
 	}
+	w := StatefulSetWorkload(sts)
+	if w.Selector == nil {
+		return nil, invalid("StatefulSet %s/%s has an invalid selector", namespace, name)
+	}
+	return w, nil
+}
+
+// StatefulSetWorkload wraps a cached StatefulSet. Selector is nil when the
+// StatefulSet's selector is invalid.
+func StatefulSetWorkload(sts *appsv1.StatefulSet) *Workload {
 	selector, err := metav1.LabelSelectorAsSelector(sts.Spec.Selector)
 	if err != nil {
-		return nil, invalid("StatefulSet %s/%s has an invalid selector: %v", namespace, name, err)
-	}
-	replicas := int32(1)
-	if sts.Spec.Replicas != nil {
-		replicas = *sts.Spec.Replicas
+		selector = nil
 	}
 	return &Workload{
 		Kind:           "StatefulSet",
 		Name:           sts.Name,
 		Object:         sts,
-		Replicas:       replicas,
+		Replicas:       replicasOf(sts.Spec.Replicas),
 		Selector:       selector,
 		Template:       &sts.Spec.Template,
 		ClaimTemplates: sts.Spec.VolumeClaimTemplates,
-	}, nil
+	}
+}
+
+// DeploymentWorkload wraps a cached Deployment. Selector is nil when the
+// Deployment's selector is invalid.
+func DeploymentWorkload(d *appsv1.Deployment) *Workload {
+	selector, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		selector = nil
+	}
+	return &Workload{Kind: "Deployment", Name: d.Name, Object: d, Replicas: replicasOf(d.Spec.Replicas), Selector: selector, Template: &d.Spec.Template}
+}
+
+// replicasOf applies the apiserver's default of one replica.
+func replicasOf(r *int32) int32 {
+	if r == nil {
+		return 1
+	}
+	return *r
 }

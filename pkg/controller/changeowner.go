@@ -1,0 +1,46 @@
+package controller
+
+import (
+	"context"
+
+	"k8s.io/utils/ptr"
+
+	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
+)
+
+// ChangeOwner: chown -R of the node root. Direct runs it on the live node.
+type changeOwnerWork struct{ spec *citav1.ChangeOwnerSpec }
+
+func changeOwnerOperation(cr *citav1.ChangeOwner) *operation {
+	return &operation{
+		obj: cr, status: &cr.Status,
+		targets:  []nodeops.Target{target(cr.Namespace, cr.Spec.NodeTarget)},
+		action:   cr.Spec.Action,
+		job:      cr.Spec.JobOptions,
+		affinity: ptr.Deref(cr.Spec.PodAffinityFlag, false),
+		work:     changeOwnerWork{spec: &cr.Spec},
+	}
+}
+
+func (changeOwnerWork) validate(context.Context, *Controller, *operation, []*nodeops.Node) error {
+	return nil
+}
+
+func (changeOwnerWork) directNeedsStoppedNode() bool { return false }
+
+func (changeOwnerWork) prepare(context.Context, *Controller, *operation, []*nodeops.Node) (bool, error) {
+	return true, nil
+}
+
+func (w changeOwnerWork) jobArgs(*Controller, *operation, []*nodeops.Node) (jobargs.Args, string, bool, error) {
+	return jobargs.Args{
+		Op:       jobargs.OpChown,
+		NodeRoot: jobargs.NodeRootMountPath,
+		UID:      ptr.Deref(w.spec.UID, 1000),
+		GID:      ptr.Deref(w.spec.GID, 1000),
+	}, "", false, nil
+}
+
+func (changeOwnerWork) recordResult(*operation, *jobargs.Result) {}

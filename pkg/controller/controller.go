@@ -1,0 +1,499 @@
+// Package controller runs the operations: one named, rate-limited queue per
+// CR kind feeding one state machine (validate → lock → stop → run → start →
+// finish), driven by informers on the CRs and on what they touch (Jobs,
+// pods, StatefulSets, Deployments, PVCs).
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	appsinformers "k8s.io/client-go/informers/apps/v1"
+	batchinformers "k8s.io/client-go/informers/batch/v1"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/kubernetes"
+	batchlisters "k8s.io/client-go/listers/batch/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
+	"github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned"
+	citainformers "github.com/cita-cloud/cita-node-operator/pkg/generated/informers/externalversions/citacloud/v1"
+	citalisters "github.com/cita-cloud/cita-node-operator/pkg/generated/listers/citacloud/v1"
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
+)
+
+// Config is what the operator's flags set.
+type Config struct {
+	// JobImage runs the operations' Jobs unless a CR names another image.
+	JobImage string
+	// StopGracePeriod: pods of a node still there this long after it was
+	// scaled to 0 are deleted.
+	StopGracePeriod time.Duration
+	// StopTimeout: a node whose pods are still there after this fails the
+	// operation (and the node is started again).
+	StopTimeout time.Duration
+	// JobStartTimeout: a Job pod that cannot start (image pull error,
+	// unschedulable) for this long fails the operation.
+	JobStartTimeout time.Duration
+	// JobActiveDeadline bounds a Job's run.
+	JobActiveDeadline time.Duration
+	// WaitRecheck is how often an operation waiting for a node looks again
+	// even without an event.
+	WaitRecheck time.Duration
+}
+
+// DefaultConfig holds the defaults of the operator's flags.
+func DefaultConfig() Config {
+	return Config{
+		JobImage:          "ghcr.io/cita-cloud/cita-node-operator-job:latest",
+		StopGracePeriod:   time.Minute,
+		StopTimeout:       5 * time.Minute,
+		JobStartTimeout:   2 * time.Minute,
+		JobActiveDeadline: 12 * time.Hour,
+		WaitRecheck:       30 * time.Second,
+	}
+}
+
+// Informers are the caches the controller reads; main owns and starts them.
+type Informers struct {
+	StatefulSets appsinformers.StatefulSetInformer
+	Deployments  appsinformers.DeploymentInformer
+	Pods         coreinformers.PodInformer
+	PVCs         coreinformers.PersistentVolumeClaimInformer
+	Jobs         batchinformers.JobInformer
+
+	BlockHeightFallbacks citainformers.BlockHeightFallbackInformer
+	Backups              citainformers.BackupInformer
+	Snapshots            citainformers.SnapshotInformer
+	Restores             citainformers.RestoreInformer
+	Switchovers          citainformers.SwitchoverInformer
+	ChangeOwners         citainformers.ChangeOwnerInformer
+}
+
+// Controller runs operations of every kind.
+type Controller struct {
+	kube     kubernetes.Interface
+	cita     versioned.Interface
+	recorder record.EventRecorder
+	clock    clock.Clock
+	cfg      Config
+	logger   klog.Logger
+
+	listers     nodeops.Listers
+	jobs        batchlisters.JobLister
+	citaListers struct {
+		backups   citalisters.BackupLister
+		snapshots citalisters.SnapshotLister
+	}
+	podIndexer      cache.Indexer
+	workloadIndexes []cache.Indexer // StatefulSets, Deployments
+	kinds           []*kind
+	kindByName      map[string]*kind
+	synced          []cache.InformerSynced
+}
+
+// Index names.
+const (
+	// byWorkload indexes operations by the workloads they lock.
+	byWorkload = "workload"
+	// byUID indexes operations by UID, for pods labelled with it.
+	byUID = "uid"
+	// byHolder indexes workloads by the operation holding them.
+	byHolder = "holder"
+	// byOperationUID indexes pods by the operation that created them.
+	byOperationUID = "operation-uid"
+)
+
+// NewController wires the informers to one queue per kind. It registers
+// event handlers and indexers, so call it before starting the informers.
+func NewController(ctx context.Context, kube kubernetes.Interface, cita versioned.Interface,
+	inf Informers, recorder record.EventRecorder, clk clock.Clock, cfg Config) (*Controller, error) {
+	c := &Controller{
+		kube: kube, cita: cita, recorder: recorder, clock: clk, cfg: cfg,
+		logger: klog.FromContext(ctx),
+		listers: nodeops.Listers{
+			StatefulSets: inf.StatefulSets.Lister(),
+			Deployments:  inf.Deployments.Lister(),
+			Pods:         inf.Pods.Lister(),
+			PVCs:         inf.PVCs.Lister(),
+		},
+		jobs:       inf.Jobs.Lister(),
+		podIndexer: inf.Pods.Informer().GetIndexer(),
+		kindByName: map[string]*kind{},
+	}
+	c.listers.ConfigMapExists = c.configMapExists
+	c.citaListers.backups = inf.Backups.Lister()
+	c.citaListers.snapshots = inf.Snapshots.Lister()
+
+	v1 := cita.CitacloudV1()
+	c.kinds = []*kind{
+		newKind("BlockHeightFallback", "fallback", inf.BlockHeightFallbacks.Informer(),
+			func(ns string) crClient[*citav1.BlockHeightFallback] { return v1.BlockHeightFallbacks(ns) }, fallbackOperation),
+		newKind("Backup", "backup", inf.Backups.Informer(),
+			func(ns string) crClient[*citav1.Backup] { return v1.Backups(ns) }, backupOperation),
+		newKind("Snapshot", "snapshot", inf.Snapshots.Informer(),
+			func(ns string) crClient[*citav1.Snapshot] { return v1.Snapshots(ns) }, snapshotOperation),
+		newKind("Restore", "restore", inf.Restores.Informer(),
+			func(ns string) crClient[*citav1.Restore] { return v1.Restores(ns) }, restoreOperation),
+		newKind("Switchover", "switchover", inf.Switchovers.Informer(),
+			func(ns string) crClient[*citav1.Switchover] { return v1.Switchovers(ns) }, switchoverOperation),
+		newKind("ChangeOwner", "chown", inf.ChangeOwners.Informer(),
+			func(ns string) crClient[*citav1.ChangeOwner] { return v1.ChangeOwners(ns) }, changeOwnerOperation),
+	}
+	for _, k := range c.kinds {
+		c.kindByName[k.name] = k
+		if err := k.informer.AddIndexers(cache.Indexers{byWorkload: c.indexOperationWorkloads(k), byUID: indexUID}); err != nil {
+			return nil, err
+		}
+		if _, err := k.informer.AddEventHandler(c.operationHandler(k)); err != nil {
+			return nil, err
+		}
+		c.synced = append(c.synced, k.informer.HasSynced)
+	}
+
+	for _, informer := range []cache.SharedIndexInformer{inf.StatefulSets.Informer(), inf.Deployments.Informer()} {
+		if err := informer.AddIndexers(cache.Indexers{byHolder: indexHolder}); err != nil {
+			return nil, err
+		}
+		if _, err := informer.AddEventHandler(handlerFunc(c.workloadChanged)); err != nil {
+			return nil, err
+		}
+		c.workloadIndexes = append(c.workloadIndexes, informer.GetIndexer())
+		c.synced = append(c.synced, informer.HasSynced)
+	}
+	if err := inf.Pods.Informer().AddIndexers(cache.Indexers{byOperationUID: indexPodOperation}); err != nil {
+		return nil, err
+	}
+	for _, h := range []struct {
+		informer cache.SharedIndexInformer
+		handle   func(obj any)
+	}{
+		{inf.Pods.Informer(), c.podChanged},
+		{inf.Jobs.Informer(), c.ownedChanged},
+		{inf.PVCs.Informer(), c.ownedChanged},
+	} {
+		if _, err := h.informer.AddEventHandler(handlerFunc(h.handle)); err != nil {
+			return nil, err
+		}
+		c.synced = append(c.synced, h.informer.HasSynced)
+	}
+	return c, nil
+}
+
+// Run waits for the caches, then runs workers per kind until ctx is done.
+// On return every worker has finished the item it was working on.
+func (c *Controller) Run(ctx context.Context, workers int) error {
+	defer utilruntime.HandleCrash()
+	logger := klog.FromContext(ctx)
+	logger.Info("Waiting for informer caches to sync")
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+		return fmt.Errorf("caches did not sync")
+	}
+	var wg sync.WaitGroup
+	for _, k := range c.kinds {
+		for range workers {
+			wg.Go(func() {
+				for c.processNextItem(ctx, k) {
+				}
+			})
+		}
+	}
+	logger.Info("Started workers", "kinds", len(c.kinds), "workersPerKind", workers)
+	<-ctx.Done()
+	logger.Info("Shutting down workers")
+	for _, k := range c.kinds {
+		k.queue.ShutDownWithDrain()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (c *Controller) processNextItem(ctx context.Context, k *kind) bool {
+	key, shutdown := k.queue.Get()
+	if shutdown {
+		return false
+	}
+	defer k.queue.Done(key)
+	err := c.syncOperation(ctx, k, key)
+	if err == nil {
+		k.queue.Forget(key)
+		return true
+	}
+	if apierrors.IsConflict(err) {
+		klog.FromContext(ctx).V(4).Info("Conflict, retrying", "kind", k.name, "object", key)
+	} else {
+		utilruntime.HandleErrorWithContext(ctx, err, "Error syncing; requeuing", "kind", k.name, "object", key)
+	}
+	k.queue.AddRateLimited(key)
+	return true
+}
+
+// configMapExists asks the apiserver: ConfigMaps are not cached, because
+// only validation reads one and a namespace may hold many.
+func (c *Controller) configMapExists(namespace, name string) (bool, error) {
+	_, err := c.kube.CoreV1().ConfigMaps(namespace).Get(context.TODO(), name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// --- event handlers: map every event to the operations it concerns ---
+
+func handlerFunc(f func(obj any)) cache.ResourceEventHandlerFuncs {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    f,
+		UpdateFunc: func(_, obj any) { f(obj) },
+		DeleteFunc: f,
+	}
+}
+
+func (c *Controller) operationHandler(k *kind) cache.ResourceEventHandlerFuncs {
+	return handlerFunc(func(obj any) {
+		o, ok := metaOf(obj)
+		if !ok {
+			return
+		}
+		k.queue.Add(cache.MetaObjectToName(o))
+		// An operation that finishes or goes away may be what others wait for.
+		keys, err := k.informer.GetIndexer().IndexKeys(byUID, string(o.GetUID()))
+		if err == nil && len(keys) == 0 || isTerminal(obj) {
+			for _, wk := range c.workloadKeysOf(k, obj) {
+				c.enqueueWaiters(o.GetNamespace(), wk)
+			}
+		}
+	})
+}
+
+// workloadChanged: a lock was taken or released, replicas changed.
+func (c *Controller) workloadChanged(obj any) {
+	o, ok := metaOf(obj)
+	if !ok {
+		return
+	}
+	kindName := "StatefulSet"
+	if _, isDeploy := obj.(*appsv1.Deployment); isDeploy {
+		kindName = "Deployment"
+	} else if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		if _, isDeploy := t.Obj.(*appsv1.Deployment); isDeploy {
+			kindName = "Deployment"
+		}
+	}
+	c.enqueueWaiters(o.GetNamespace(), kindName+"/"+o.GetName())
+	if h, held := holderAnnotation(o); held {
+		if k := c.kindByName[h.Kind]; k != nil {
+			k.queue.Add(cache.ObjectName{Namespace: o.GetNamespace(), Name: h.Name})
+		}
+	}
+}
+
+// podChanged: a Job pod concerns its operation; a node's pod concerns the
+// operations on its workload.
+func (c *Controller) podChanged(obj any) {
+	o, ok := metaOf(obj)
+	if !ok {
+		return
+	}
+	if uid := o.GetLabels()[nodeops.LabelOperationUID]; uid != "" {
+		for _, k := range c.kinds {
+			items, _ := k.informer.GetIndexer().ByIndex(byUID, uid)
+			for _, item := range items {
+				if m, ok := metaOf(item); ok {
+					k.queue.Add(cache.MetaObjectToName(m))
+				}
+			}
+		}
+		return
+	}
+	if wk := podWorkloadKey(o); wk != "" {
+		c.enqueueWaiters(o.GetNamespace(), wk)
+	}
+}
+
+// ownedChanged: Jobs and PVCs enqueue the operation that owns them.
+func (c *Controller) ownedChanged(obj any) {
+	o, ok := metaOf(obj)
+	if !ok {
+		return
+	}
+	ref := metav1.GetControllerOf(o)
+	if ref == nil || ref.APIVersion != citav1.SchemeGroupVersion.String() {
+		return
+	}
+	k := c.kindByName[ref.Kind]
+	if k == nil {
+		return
+	}
+	item, exists, err := k.informer.GetIndexer().GetByKey(o.GetNamespace() + "/" + ref.Name)
+	if err != nil || !exists {
+		return
+	}
+	if owner, ok := metaOf(item); ok && owner.GetUID() == ref.UID {
+		k.queue.Add(cache.MetaObjectToName(owner))
+	}
+}
+
+// enqueueWaiters enqueues every operation that locks the workload.
+func (c *Controller) enqueueWaiters(namespace, workloadKey string) {
+	for _, k := range c.kinds {
+		items, err := k.informer.GetIndexer().ByIndex(byWorkload, namespace+"/"+workloadKey)
+		if err != nil {
+			continue
+		}
+		for _, item := range items {
+			if m, ok := metaOf(item); ok {
+				k.queue.Add(cache.MetaObjectToName(m))
+			}
+		}
+	}
+}
+
+func metaOf(obj any) (metav1.Object, bool) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	o, ok := obj.(metav1.Object)
+	return o, ok
+}
+
+// --- indexers ---
+
+func indexUID(obj any) ([]string, error) {
+	o, ok := metaOf(obj)
+	if !ok {
+		return nil, nil
+	}
+	return []string{string(o.GetUID())}, nil
+}
+
+func (c *Controller) indexOperationWorkloads(k *kind) cache.IndexFunc {
+	return func(obj any) ([]string, error) {
+		o, ok := metaOf(obj)
+		if !ok {
+			return nil, nil
+		}
+		var out []string
+		for _, wk := range c.workloadKeysOf(k, obj) {
+			out = append(out, o.GetNamespace()+"/"+wk)
+		}
+		return out, nil
+	}
+}
+
+// workloadKeysOf maps a cached CR to the workloads it locks, without the
+// deep copy k.get makes.
+func (c *Controller) workloadKeysOf(k *kind, obj any) []string {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	var op *operation
+	switch cr := obj.(type) {
+	case *citav1.BlockHeightFallback:
+		op = fallbackOperation(cr)
+	case *citav1.Backup:
+		op = backupOperation(cr)
+	case *citav1.Snapshot:
+		op = snapshotOperation(cr)
+	case *citav1.Restore:
+		op = restoreOperation(cr)
+	case *citav1.Switchover:
+		op = switchoverOperation(cr)
+	case *citav1.ChangeOwner:
+		op = changeOwnerOperation(cr)
+	default:
+		return nil
+	}
+	keys := make([]string, 0, len(op.targets))
+	for _, t := range op.targets {
+		keys = append(keys, nodeops.WorkloadKey(t))
+	}
+	return keys
+}
+
+func indexHolder(obj any) ([]string, error) {
+	o, ok := metaOf(obj)
+	if !ok {
+		return nil, nil
+	}
+	if h, held := holderAnnotation(o); held {
+		return []string{o.GetNamespace() + "/" + h.String()}, nil
+	}
+	return nil, nil
+}
+
+func indexPodOperation(obj any) ([]string, error) {
+	o, ok := metaOf(obj)
+	if !ok {
+		return nil, nil
+	}
+	if uid := o.GetLabels()[nodeops.LabelOperationUID]; uid != "" {
+		return []string{uid}, nil
+	}
+	return nil, nil
+}
+
+func holderAnnotation(o metav1.Object) (nodeops.Holder, bool) {
+	return nodeops.HolderOf(&nodeops.Workload{Object: o})
+}
+
+// podWorkloadKey is the workload a node's pod belongs to: its StatefulSet,
+// or the Deployment behind its ReplicaSet.
+func podWorkloadKey(o metav1.Object) string {
+	ref := metav1.GetControllerOf(o)
+	if ref == nil {
+		return ""
+	}
+	switch ref.Kind {
+	case "StatefulSet":
+		return "StatefulSet/" + ref.Name
+	case "ReplicaSet":
+		if hash := o.GetLabels()[appsv1.DefaultDeploymentUniqueLabelKey]; hash != "" && len(ref.Name) > len(hash)+1 {
+			return "Deployment/" + ref.Name[:len(ref.Name)-len(hash)-1]
+		}
+	}
+	return ""
+}
+
+func isTerminal(obj any) bool {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	var phase citav1.Phase
+	switch cr := obj.(type) {
+	case *citav1.BlockHeightFallback:
+		phase = cr.Status.Status
+	case *citav1.Backup:
+		phase = cr.Status.Status
+	case *citav1.Snapshot:
+		phase = cr.Status.Status
+	case *citav1.Restore:
+		phase = cr.Status.Status
+	case *citav1.Switchover:
+		phase = cr.Status.Status
+	case *citav1.ChangeOwner:
+		phase = cr.Status.Status
+	}
+	return phase == citav1.PhaseComplete || phase == citav1.PhaseFailed
+}
+
+// jobPods are the pods of the operation's Job(s), found by label.
+func (c *Controller) jobPods(uid string) []*corev1.Pod {
+	items, _ := c.podIndexer.ByIndex(byOperationUID, uid)
+	pods := make([]*corev1.Pod, 0, len(items))
+	for _, item := range items {
+		if p, ok := item.(*corev1.Pod); ok {
+			pods = append(pods, p)
+		}
+	}
+	return pods
+}

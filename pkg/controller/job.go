@@ -1,0 +1,317 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
+)
+
+// jobName is the operation's Job: one per operation, deterministic, so a
+// restarted operator finds it instead of creating a second.
+func (op *operation) jobName() string { return nodeops.JobName(op.obj.GetName(), op.kind.jobSuffix) }
+
+// ownJob returns the operation's Job from the cache, or nil.
+func (c *Controller) ownJob(op *operation) (*batchv1.Job, error) {
+	if _, isRunner := op.work.(runner); isRunner {
+		return nil, nil
+	}
+	job, err := c.jobs.Jobs(op.obj.GetNamespace()).Get(op.jobName())
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !metav1.IsControlledBy(job, op.obj) {
+		return nil, nil
+	}
+	return job, nil
+}
+
+func jobCondition(job *batchv1.Job, t batchv1.JobConditionType) *batchv1.JobCondition {
+	for i := range job.Status.Conditions {
+		if job.Status.Conditions[i].Type == t && job.Status.Conditions[i].Status == corev1.ConditionTrue {
+			return &job.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+func jobFinished(job *batchv1.Job) bool {
+	return jobCondition(job, batchv1.JobComplete) != nil || jobCondition(job, batchv1.JobFailed) != nil
+}
+
+// run does the operation's work: the runner's own (Switchover), or its Job.
+func (c *Controller) run(ctx context.Context, op *operation, nodes []*nodeops.Node) (time.Duration, error) {
+	if op.status.Step != citav1.StepRunning {
+		op.setStep(citav1.StepRunning, "running %s on node(s) %s", op.kind.name, nodeNames(nodes))
+	}
+	if r, ok := op.work.(runner); ok {
+		done, err := r.run(ctx, c, op, nodes)
+		if err == nil && done {
+			c.succeed(op, "%s done", op.kind.name)
+		}
+		return 0, err
+	}
+
+	name := op.jobName()
+	job, err := c.jobs.Jobs(op.obj.GetNamespace()).Get(name)
+	if apierrors.IsNotFound(err) {
+		return c.createJob(ctx, op, nodes)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if !metav1.IsControlledBy(job, op.obj) {
+		c.fail(op, ReasonInvalid, "a Job named %s exists and does not belong to this %s", name, op.kind.name)
+		return 0, nil
+	}
+	if jobFinished(job) {
+		c.recordJobOutcome(op, job)
+		return 0, nil
+	}
+	return c.checkJobStart(op, job), nil
+}
+
+func nodeNames(nodes []*nodeops.Node) string {
+	names := make([]string, len(nodes))
+	for i, n := range nodes {
+		names[i] = n.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// jobImage is the image the Job runs: the spec's, except the original
+// project's job image, which cannot work here and is replaced.
+func (c *Controller) jobImage(op *operation) string {
+	image := op.job.Image
+	switch {
+	case image == "":
+		return c.cfg.JobImage
+	case nodeops.IsOriginalJobImage(image):
+		c.event(op, eventWarning, "JobImageReplaced", "image %s is the original cita-node-operator's job image, which stops and starts nodes itself and cannot run here: using %s", image, c.cfg.JobImage)
+		return c.cfg.JobImage
+	}
+	return image
+}
+
+func (c *Controller) createJob(ctx context.Context, op *operation, nodes []*nodeops.Node) (time.Duration, error) {
+	ready, err := op.work.prepare(ctx, c, op, nodes)
+	if err != nil || !ready {
+		return 0, err
+	}
+	args, claim, readOnly, err := op.work.jobArgs(c, op, nodes)
+	if err != nil {
+		return 0, err
+	}
+	if err := args.Validate(); err != nil {
+		c.fail(op, ReasonInvalid, "cannot build the Job: %v", err)
+		return 0, nil
+	}
+	var machine string
+	if op.affinity {
+		machine = c.recordedMachine(op, nodes[0])
+	}
+	image := c.jobImage(op)
+	job := nodeops.Job(nodeops.JobRequest{
+		Name:                  op.jobName(),
+		Namespace:             op.obj.GetNamespace(),
+		Owner:                 op.ownerRef(),
+		Image:                 image,
+		Pull:                  op.job.PullPolicy,
+		Args:                  args,
+		Node:                  nodes[0],
+		BackupClaim:           claim,
+		BackupReadOnly:        readOnly,
+		Machine:               machine,
+		ActiveDeadlineSeconds: int64(c.cfg.JobActiveDeadline / time.Second),
+	})
+	if _, err := c.kube.BatchV1().Jobs(job.Namespace).Create(ctx, job, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return 0, err
+	}
+	op.status.Job = &citav1.JobRecord{Name: job.Name, Image: image}
+	op.setStep(citav1.StepRunning, "Job %s running %s on node %s", job.Name, args.Op, nodes[0].Name)
+	c.event(op, eventNormal, "JobCreated", "created Job %s (%s, image %s)", job.Name, args.Op, image)
+	return c.cfg.JobStartTimeout, nil
+}
+
+// recordedMachine is where the node ran before the stop: recorded on the
+// workload (and in status), or, for Direct, where its pod runs now.
+func (c *Controller) recordedMachine(op *operation, n *nodeops.Node) string {
+	if m := nodeops.RecordedMachine(n.Workload); m != "" {
+		return m
+	}
+	for _, r := range op.status.Nodes {
+		if r.Name == n.Name && r.Machine != "" {
+			return r.Machine
+		}
+	}
+	m, _ := n.Machine(c.listers.Pods)
+	return m
+}
+
+// recordJobOutcome reads the Job's result from its pod's termination
+// message and records it before anything else happens to the Job.
+func (c *Controller) recordJobOutcome(op *operation, job *batchv1.Job) {
+	raw, result := c.jobResult(op)
+	if op.status.Job == nil {
+		op.status.Job = &citav1.JobRecord{Name: job.Name}
+	}
+	if len(job.Spec.Template.Spec.Containers) > 0 {
+		op.status.Job.Image = job.Spec.Template.Spec.Containers[0].Image
+	}
+	op.status.Job.Result = raw
+	if result != nil && result.Warning != "" {
+		c.event(op, eventWarning, "JobWarning", "%s", result.Warning)
+	}
+	if jobCondition(job, batchv1.JobComplete) != nil {
+		if result != nil {
+			op.work.recordResult(op, result)
+		}
+		c.succeed(op, "%s", successMessage(op, job, result))
+		return
+	}
+	cond := jobCondition(job, batchv1.JobFailed)
+	reason := fmt.Sprintf("Job %s failed: %s", job.Name, cond.Message)
+	if cond.Reason == batchv1.JobReasonDeadlineExceeded {
+		reason = fmt.Sprintf("Job %s exceeded its deadline of %s", job.Name, time.Duration(ptr.Deref(job.Spec.ActiveDeadlineSeconds, 0))*time.Second)
+	}
+	if result != nil && result.Error != "" {
+		reason = fmt.Sprintf("Job %s failed: %s", job.Name, result.Error)
+	}
+	c.fail(op, ReasonJobFailed, "%s", reason)
+}
+
+func successMessage(op *operation, job *batchv1.Job, r *jobargs.Result) string {
+	if r == nil {
+		return fmt.Sprintf("Job %s succeeded", job.Name)
+	}
+	msg := fmt.Sprintf("Job %s succeeded in %.1fs", job.Name, r.Seconds)
+	if r.Bytes > 0 {
+		msg += fmt.Sprintf(": %d bytes, %d files", r.Bytes, r.Files)
+	}
+	if r.Verified != nil && !*r.Verified {
+		msg += " (restored unverified: the source has no checksum manifest)"
+	}
+	return msg
+}
+
+// jobResult finds the termination message of the Job's container.
+func (c *Controller) jobResult(op *operation) (string, *jobargs.Result) {
+	for _, p := range c.jobPods(string(op.obj.GetUID())) {
+		for _, cs := range p.Status.ContainerStatuses {
+			if cs.State.Terminated == nil || cs.State.Terminated.Message == "" {
+				continue
+			}
+			raw := strings.TrimSpace(cs.State.Terminated.Message)
+			r, err := jobargs.DecodeResult([]byte(raw))
+			if err != nil {
+				return raw, nil
+			}
+			return raw, &r
+		}
+	}
+	return "", nil
+}
+
+// podCannotStart are waiting reasons a Job pod does not recover from by
+// itself within any useful time.
+var podCannotStart = map[string]bool{
+	"ErrImagePull":               true,
+	"ImagePullBackOff":           true,
+	"InvalidImageName":           true,
+	"ErrImageNeverPull":          true,
+	"CreateContainerConfigError": true,
+	"CreateContainerError":       true,
+}
+
+// checkJobStart fails the operation when the Job's pod has been unable to
+// start for JobStartTimeout, so a bad image never keeps a node down.
+func (c *Controller) checkJobStart(op *operation, job *batchv1.Job) time.Duration {
+	var why string
+	for _, p := range c.jobPods(string(op.obj.GetUID())) {
+		for _, cond := range p.Status.Conditions {
+			if cond.Type == corev1.PodScheduled && cond.Status == corev1.ConditionFalse && cond.Reason == corev1.PodReasonUnschedulable {
+				why = fmt.Sprintf("pod %s is unschedulable: %s", p.Name, cond.Message)
+			}
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			if w := cs.State.Waiting; w != nil && podCannotStart[w.Reason] {
+				why = fmt.Sprintf("pod %s cannot start: %s: %s", p.Name, w.Reason, w.Message)
+			}
+		}
+	}
+	if why == "" {
+		return 0
+	}
+	elapsed := c.clock.Since(job.CreationTimestamp.Time)
+	if elapsed >= c.cfg.JobStartTimeout {
+		c.fail(op, ReasonJobCannotRun, "Job %s could not start within %s: %s", job.Name, c.cfg.JobStartTimeout, why)
+		return 0
+	}
+	return c.cfg.JobStartTimeout - elapsed
+}
+
+// stopJob makes sure no pod of the operation's Job is running before its
+// node is started: an unfinished Job is deleted and its pods awaited.
+func (c *Controller) stopJob(ctx context.Context, op *operation) (time.Duration, error) {
+	active := c.activeJobPods(string(op.obj.GetUID()))
+	job, err := c.ownJob(op)
+	if err != nil {
+		return 0, err
+	}
+	if job != nil && !jobFinished(job) && job.DeletionTimestamp == nil {
+		if err := c.deleteJob(ctx, job.Namespace, job.Name, job.UID); err != nil {
+			return 0, err
+		}
+		c.event(op, eventNormal, "JobDeleted", "deleted unfinished Job %s before starting the node", job.Name)
+		return time.Second, nil
+	}
+	if len(active) > 0 {
+		if job == nil || job.DeletionTimestamp != nil {
+			// The Job is gone; its pods may not be yet.
+			for _, p := range active {
+				if p.DeletionTimestamp == nil {
+					err := c.kube.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}})
+					if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+						return 0, err
+					}
+				}
+			}
+		}
+		op.setStep(citav1.StepStarting, "waiting for Job pod %s to stop before starting the node", active[0].Name)
+		return 2 * time.Second, nil
+	}
+	return 0, nil
+}
+
+// setJobTTL lets the Job expire now that its result is in the status.
+func (c *Controller) setJobTTL(ctx context.Context, op *operation) error {
+	job, err := c.ownJob(op)
+	if err != nil || job == nil || job.Spec.TTLSecondsAfterFinished != nil || !jobFinished(job) {
+		return err
+	}
+	ttl := ptr.Deref(op.job.TTLSecondsAfterFinished, 30)
+	patch, err := json.Marshal(map[string]any{"spec": map[string]any{"ttlSecondsAfterFinished": ttl}})
+	if err != nil {
+		return err
+	}
+	_, err = c.kube.BatchV1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}

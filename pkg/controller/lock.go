@@ -1,0 +1,270 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
+)
+
+// The lock is on what stop and start scale (nodeops.WorkloadKey): for helm
+// the chain's StatefulSet, so two operations on one helm chain run one after
+// the other. Operations waiting for a workload get it in creation order,
+// then by name; a Switchover takes its two workloads in key order, so no
+// two operations can each hold what the other waits for.
+
+// workloadsOf returns the operation's distinct workloads in key order.
+func workloadsOf(nodes []*nodeops.Node) []*nodeops.Workload {
+	seen := map[string]bool{}
+	var out []*nodeops.Workload
+	for _, n := range nodes {
+		if !seen[n.Workload.Key()] {
+			seen[n.Workload.Key()] = true
+			out = append(out, n.Workload)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
+	return out
+}
+
+// lockNodes takes every workload of the operation, or says why it waits.
+// An operation with one workload that stops its node takes the lock and
+// stops the node in one write.
+func (c *Controller) lockNodes(ctx context.Context, op *operation, nodes []*nodeops.Node) (bool, time.Duration, error) {
+	me := op.holder()
+	workloads := workloadsOf(nodes)
+	for _, w := range workloads {
+		if nodeops.HeldBy(w, me) {
+			continue
+		}
+		if h, held := nodeops.HolderOf(w); held {
+			if !c.holderAlive(op.obj.GetNamespace(), h) {
+				// Its operation is gone without releasing it: start and
+				// release it, then compete for it.
+				return false, c.WaitRecheck(), c.releaseOrphan(ctx, op.obj.GetNamespace(), h, w)
+			}
+			c.wait(op, w, h.String())
+			return false, c.WaitRecheck(), nil
+		}
+		if first := c.firstWaiter(op.obj.GetNamespace(), w.Key()); first != nil && first.GetUID() != op.obj.GetUID() {
+			c.wait(op, w, "")
+			return false, c.WaitRecheck(), nil
+		}
+		req := nodeops.LockRequest{Holder: me}
+		if len(workloads) == 1 && op.stopsNode() {
+			req.Stop = true
+			machine, err := nodes[0].Machine(c.listers.Pods)
+			if err != nil {
+				return false, 0, err
+			}
+			req.Machine = machine
+		}
+		for _, n := range nodes {
+			if n.Workload == w && n.AccountConfigMap != "" {
+				req.Account = n.AccountConfigMap
+			}
+		}
+		if err := nodeops.PatchWorkload(ctx, c.kube, w, op.obj.GetNamespace(), nodeops.LockPatch(w, req)); err != nil {
+			return false, 0, err
+		}
+		klog.FromContext(ctx).V(2).Info("Locked", "workload", w.Key(), "stop", req.Stop)
+		c.setCondition(op, citav1.ConditionNodeLocked, metav1.ConditionTrue, ReasonHolding, "holds %s", w.Key())
+		if req.Stop {
+			c.recordStop(op, nodes[0], req.Machine)
+		}
+		// The cache shows the lock on the next event.
+		return false, 0, nil
+	}
+	if !meta.IsStatusConditionTrue(op.status.Conditions, citav1.ConditionNodeLocked) {
+		keys := make([]string, len(workloads))
+		for i, w := range workloads {
+			keys[i] = w.Key()
+		}
+		c.setCondition(op, citav1.ConditionNodeLocked, metav1.ConditionTrue, ReasonHolding, "holds %v", keys)
+	}
+	return true, 0, nil
+}
+
+// WaitRecheck is how soon a waiting operation looks again without an event.
+func (c *Controller) WaitRecheck() time.Duration { return c.cfg.WaitRecheck }
+
+// wait records that the operation waits for w, naming the holder and its
+// place in the queue.
+func (c *Controller) wait(op *operation, w *nodeops.Workload, holder string) {
+	pos := c.queuePosition(op, w.Key())
+	var msg string
+	if holder != "" {
+		msg = fmt.Sprintf("waiting for %s, held by %s; position %d in its queue", w.Key(), holder, pos)
+	} else {
+		msg = fmt.Sprintf("waiting for %s; position %d in its queue", w.Key(), pos)
+	}
+	c.setCondition(op, citav1.ConditionNodeLocked, metav1.ConditionFalse, ReasonWaiting, "%s", msg)
+	op.setStep(citav1.StepWaiting, "%s", msg)
+}
+
+// waiters are the unfinished operations, not being deleted, that lock the
+// workload and do not hold it yet, in the order they get it.
+func (c *Controller) waiters(namespace, workloadKey string) []metav1.Object {
+	var out []metav1.Object
+	for _, k := range c.kinds {
+		items, err := k.informer.GetIndexer().ByIndex(byWorkload, namespace+"/"+workloadKey)
+		if err != nil {
+			continue
+		}
+		for _, item := range items {
+			o, ok := metaOf(item)
+			if !ok || isTerminal(item) || o.GetDeletionTimestamp() != nil {
+				continue
+			}
+			out = append(out, o)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		ti, tj := out[i].GetCreationTimestamp(), out[j].GetCreationTimestamp()
+		if !ti.Equal(&tj) {
+			return ti.Before(&tj)
+		}
+		if out[i].GetName() != out[j].GetName() {
+			return out[i].GetName() < out[j].GetName()
+		}
+		return out[i].GetUID() < out[j].GetUID()
+	})
+	return out
+}
+
+func (c *Controller) firstWaiter(namespace, workloadKey string) metav1.Object {
+	ws := c.waiters(namespace, workloadKey)
+	if len(ws) == 0 {
+		return nil
+	}
+	return ws[0]
+}
+
+// queuePosition is 1 for the operation that gets the workload next.
+func (c *Controller) queuePosition(op *operation, workloadKey string) int {
+	for i, o := range c.waiters(op.obj.GetNamespace(), workloadKey) {
+		if o.GetUID() == op.obj.GetUID() {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// holderAlive reports whether the operation named on a workload still
+// exists and has not finished.
+func (c *Controller) holderAlive(namespace string, h nodeops.Holder) bool {
+	k := c.kindByName[h.Kind]
+	if k == nil {
+		return false
+	}
+	item, exists, err := k.informer.GetIndexer().GetByKey(namespace + "/" + h.Name)
+	if err != nil || !exists {
+		return false
+	}
+	o, ok := metaOf(item)
+	return ok && o.GetUID() == h.UID && !isTerminal(item)
+}
+
+// holdsAny reports whether the operation holds any workload.
+func (c *Controller) holdsAny(op *operation) bool { return len(c.heldWorkloads(op)) > 0 }
+
+// heldWorkloads finds the workloads the operation holds through the holder
+// index, not through its spec, so a node deleted mid-way is still released.
+func (c *Controller) heldWorkloads(op *operation) []*nodeops.Workload {
+	return c.workloadsHeldBy(op.obj.GetNamespace(), op.holder(), true)
+}
+
+func (c *Controller) workloadsHeldBy(namespace string, h nodeops.Holder, matchUID bool) []*nodeops.Workload {
+	var out []*nodeops.Workload
+	for _, idx := range c.workloadIndexes {
+		items, err := idx.ByIndex(byHolder, namespace+"/"+h.String())
+		if err != nil {
+			continue
+		}
+		for _, item := range items {
+			var w *nodeops.Workload
+			switch o := item.(type) {
+			case *appsv1.StatefulSet:
+				w = nodeops.StatefulSetWorkload(o)
+			case *appsv1.Deployment:
+				w = nodeops.DeploymentWorkload(o)
+			default:
+				continue
+			}
+			if !matchUID || nodeops.HeldBy(w, h) {
+				out = append(out, w)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
+	return out
+}
+
+// releaseOrphans is called for an operation that no longer exists: any
+// workload still naming it is started and released once no pod of its Job
+// runs.
+func (c *Controller) releaseOrphans(ctx context.Context, kindName string, key cache.ObjectName) error {
+	for _, w := range c.workloadsHeldBy(key.Namespace, nodeops.Holder{Kind: kindName, Name: key.Name}, false) {
+		h, _ := nodeops.HolderOf(w)
+		if c.holderAlive(key.Namespace, h) {
+			continue
+		}
+		if err := c.releaseOrphan(ctx, key.Namespace, h, w); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// releaseOrphan starts and releases a workload held by an operation that is
+// gone, after deleting what is left of its Job.
+func (c *Controller) releaseOrphan(ctx context.Context, namespace string, h nodeops.Holder, w *nodeops.Workload) error {
+	if running := c.activeJobPods(string(h.UID)); len(running) > 0 {
+		for _, p := range running {
+			if ref := metav1.GetControllerOf(p); ref != nil && ref.Kind == "Job" {
+				if err := c.deleteJob(ctx, namespace, ref.Name, ref.UID); err != nil {
+					return err
+				}
+			}
+		}
+		return fmt.Errorf("%s is held by %s, which is gone; waiting for its Job pod %s to stop before starting it", w.Key(), h, running[0].Name)
+	}
+	klog.FromContext(ctx).Info("Releasing a workload whose operation is gone", "workload", w.Key(), "holder", h.String())
+	return nodeops.PatchWorkload(ctx, c.kube, w, namespace, nodeops.ReleasePatch(w))
+}
+
+// activeJobPods are the operation's Job pods that are not finished: they may
+// still write to the node's volume.
+func (c *Controller) activeJobPods(uid string) []*corev1.Pod {
+	var out []*corev1.Pod
+	for _, p := range c.jobPods(uid) {
+		if p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (c *Controller) deleteJob(ctx context.Context, namespace, name string, uid types.UID) error {
+	background := metav1.DeletePropagationBackground
+	err := c.kube.BatchV1().Jobs(namespace).Delete(ctx, name, metav1.DeleteOptions{
+		Preconditions:     &metav1.Preconditions{UID: &uid},
+		PropagationPolicy: &background,
+	})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,95 @@
+package controller
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
+)
+
+// recordStop notes in status what the stop recorded on the workload.
+func (c *Controller) recordStop(op *operation, n *nodeops.Node, machine string) {
+	rec := citav1.NodeRecord{Name: n.Name, Workload: n.Workload.Key(), Replicas: ptr.To(n.Workload.Replicas), Machine: machine}
+	i := slices.IndexFunc(op.status.Nodes, func(r citav1.NodeRecord) bool { return r.Name == n.Name })
+	if i < 0 {
+		op.status.Nodes = append(op.status.Nodes, rec)
+	} else {
+		op.status.Nodes[i] = rec
+	}
+	c.setCondition(op, citav1.ConditionNodeStopped, metav1.ConditionFalse, "Stopping", "%s scaled from %d to 0", n.Workload.Key(), n.Workload.Replicas)
+	op.setStep(citav1.StepStopping, "stopping node %s (%s, %d replicas recorded)", n.Name, n.Workload.Key(), n.Workload.Replicas)
+}
+
+// stopNodes scales every node of the operation to 0 and waits until their
+// pods are gone (a terminating pod may still write to the volume). Pods left
+// behind after the grace period are deleted; at the stop timeout the
+// operation fails (and finish starts the nodes again).
+func (c *Controller) stopNodes(ctx context.Context, op *operation, nodes []*nodeops.Node) (bool, time.Duration, error) {
+	for _, n := range nodes {
+		w := n.Workload
+		if _, stopped := nodeops.StoppedReplicas(w); !stopped {
+			machine, err := n.Machine(c.listers.Pods)
+			if err != nil {
+				return false, 0, err
+			}
+			req := nodeops.LockRequest{Holder: op.holder(), Stop: true, Machine: machine}
+			if err := nodeops.PatchWorkload(ctx, c.kube, w, n.Namespace, nodeops.LockPatch(w, req)); err != nil {
+				return false, 0, err
+			}
+			c.recordStop(op, n, machine)
+			return false, 0, nil
+		}
+		if w.Replicas != 0 {
+			c.fail(op, ReasonScaledByOther, "%s was scaled to %d by someone else while stopped for this operation: aborted, replicas left as they set them", w.Key(), w.Replicas)
+			return false, 0, nil
+		}
+	}
+
+	var left []*corev1.Pod
+	for _, n := range nodes {
+		pods, err := n.Pods(c.listers.Pods)
+		if err != nil {
+			return false, 0, err
+		}
+		left = append(left, pods...)
+	}
+	if len(left) == 0 {
+		if !meta.IsStatusConditionTrue(op.status.Conditions, citav1.ConditionNodeStopped) {
+			c.setCondition(op, citav1.ConditionNodeStopped, metav1.ConditionTrue, "Stopped", "no pod of the node(s) exists")
+			c.event(op, eventNormal, "NodeStopped", "no pod of the node(s) exists")
+		}
+		return true, 0, nil
+	}
+
+	since := op.status.StartTime.Time
+	if cond := meta.FindStatusCondition(op.status.Conditions, citav1.ConditionNodeStopped); cond != nil {
+		since = cond.LastTransitionTime.Time
+	}
+	elapsed := c.clock.Since(since)
+	if elapsed >= c.cfg.StopTimeout {
+		c.fail(op, ReasonStopTimeout, "pod %s of the node was still there %s after the node was scaled to 0", left[0].Name, c.cfg.StopTimeout)
+		return false, 0, nil
+	}
+	if elapsed >= c.cfg.StopGracePeriod {
+		for _, p := range left {
+			if p.DeletionTimestamp != nil {
+				continue
+			}
+			err := c.kube.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}})
+			if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+				return false, 0, err
+			}
+			c.event(op, eventWarning, "PodDeleted", "pod %s was still there %s after its node was scaled to 0: deleted it", p.Name, elapsed.Round(time.Second))
+		}
+		return false, c.cfg.StopTimeout - elapsed, nil
+	}
+	return false, c.cfg.StopGracePeriod - elapsed, nil
+}
