@@ -12,7 +12,9 @@ import (
 
 // BlockHeightFallback: cloud-op rolls the stopped node back to a height, in
 // place (the job binary checkpoints the data around it).
-type fallbackWork struct{ spec *citav1.BlockHeightFallbackSpec }
+type fallbackWork struct {
+	spec *citav1.BlockHeightFallbackSpec
+}
 
 func fallbackOperation(cr *citav1.BlockHeightFallback) *operation {
 	return &operation{
