@@ -69,7 +69,7 @@ func startCluster(t *testing.T, opts Options) *Cluster {
 }
 
 func TestStatefulSetWithVolumeOnKwok(t *testing.T) {
-	c := startCluster(t, Options{LeavePodsWithLabel: JobPodLabel})
+	c := startCluster(t, Options{LeavePodsWithLabel: JobPodLabel, LeavePodsOnNodes: []string{"runner-0"}})
 	ctx := t.Context()
 	client, err := kubernetes.NewForConfig(c.RESTConfig())
 	if err != nil {
@@ -142,6 +142,26 @@ func TestStatefulSetWithVolumeOnKwok(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A pod bound to a LeavePodsOnNodes node is left alone too, while the node
+	// itself is kwok-managed and Ready.
+	onRunner := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "on-runner-node"},
+		Spec: corev1.PodSpec{
+			NodeName:   "runner-0",
+			Containers: []corev1.Container{{Name: "c", Image: "citacloud/cita-node-job:latest"}},
+		},
+	}
+	if _, err := client.CoreV1().Pods(ns).Create(ctx, onRunner, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	if onRunner, err = client.CoreV1().Pods(ns).Get(ctx, onRunner.Name, metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if onRunner.Status.Phase != corev1.PodPending {
+		t.Errorf("kwok touched the pod on runner-0: phase %s", onRunner.Status.Phase)
+	}
+
 	scale, err := client.AppsV1().StatefulSets(ns).GetScale(ctx, "node", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -160,6 +180,23 @@ func TestStatefulSetWithVolumeOnKwok(t *testing.T) {
 	// Scaling down keeps the claim and its data.
 	if _, err := os.Stat(filepath.Join(dir, "probe")); err != nil {
 		t.Errorf("volume data lost after scale down: %v", err)
+	}
+
+	// Deleting the claim releases the volume; the provisioner deletes it and
+	// its directory (reclaimPolicy Delete).
+	pvName := pvc.Spec.VolumeName
+	if err := client.CoreV1().PersistentVolumeClaims(ns).Delete(ctx, "data-node-0", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "pv "+pvName+" deleted", func(ctx context.Context) (bool, error) {
+		_, err := client.CoreV1().PersistentVolumes().Get(ctx, pvName, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		return false, err
+	})
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("volume dir %s still there after its PV was deleted: %v", dir, err)
 	}
 
 	if err := c.Stop(); err != nil {
