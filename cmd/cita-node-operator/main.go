@@ -1,0 +1,310 @@
+// Command cita-node-operator runs the operations on CITA-Cloud nodes that
+// users ask for with citacloud.rivtower.com/v1 custom resources.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"github.com/cita-cloud/cita-node-operator/pkg/controller"
+	"github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned"
+	citascheme "github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned/scheme"
+	citainformers "github.com/cita-cloud/cita-node-operator/pkg/generated/informers/externalversions"
+)
+
+type options struct {
+	kubeconfig        string
+	namespace         string
+	workers           int
+	qps               float64
+	burst             int
+	resync            time.Duration
+	leaderElect       bool
+	leaderElectNS     string
+	leaderElectID     string
+	leaseDuration     time.Duration
+	renewDeadline     time.Duration
+	retryPeriod       time.Duration
+	metricsAddr       string
+	healthAddr        string
+	controller.Config // job image, timeouts
+}
+
+func parseFlags(args []string) (*options, error) {
+	o := &options{Config: controller.DefaultConfig()}
+	fs := flag.NewFlagSet("cita-node-operator", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file; empty: in-cluster config (or $KUBECONFIG)")
+	fs.StringVar(&o.namespace, "namespace", "", "namespace to watch; empty: all namespaces")
+	fs.IntVar(&o.workers, "workers", 8, "workers per operation kind")
+	fs.Float64Var(&o.qps, "kube-api-qps", 200, "client QPS to the apiserver")
+	fs.IntVar(&o.burst, "kube-api-burst", 400, "client burst to the apiserver")
+	fs.DurationVar(&o.resync, "resync-period", 10*time.Minute, "informer resync period")
+	fs.BoolVar(&o.leaderElect, "leader-elect", true, "run only while holding a Lease, so that several replicas can run")
+	fs.StringVar(&o.leaderElectNS, "leader-elect-namespace", "", "namespace of the Lease; empty: the pod's namespace, else --namespace, else default")
+	fs.StringVar(&o.leaderElectID, "leader-elect-id", "cita-node-operator", "name of the Lease")
+	fs.DurationVar(&o.leaseDuration, "leader-elect-lease-duration", 15*time.Second, "lease duration")
+	fs.DurationVar(&o.renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "renew deadline")
+	fs.DurationVar(&o.retryPeriod, "leader-elect-retry-period", 2*time.Second, "retry period")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of /metrics; 0 disables")
+	fs.StringVar(&o.healthAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz; 0 disables")
+	fs.StringVar(&o.JobImage, "job-image", o.JobImage, "image of the operations' Jobs (cita-node-job + cloud-op)")
+	fs.DurationVar(&o.StopGracePeriod, "stop-grace-period", o.StopGracePeriod, "delete a stopped node's pods still present after this")
+	fs.DurationVar(&o.StopTimeout, "stop-timeout", o.StopTimeout, "fail an operation whose node has not stopped after this")
+	fs.DurationVar(&o.JobStartTimeout, "job-start-timeout", o.JobStartTimeout, "fail an operation whose Job pod cannot start for this long")
+	fs.DurationVar(&o.JobActiveDeadline, "job-deadline", o.JobActiveDeadline, "active deadline of an operation's Job")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if o.workers < 1 {
+		return nil, errors.New("--workers must be at least 1")
+	}
+	if o.JobImage == "" {
+		return nil, errors.New("--job-image must not be empty")
+	}
+	return o, nil
+}
+
+func main() {
+	o, err := parseFlags(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	logger := klog.FromContext(ctx)
+	if err := run(ctx, o); err != nil {
+		logger.Error(err, "Exiting")
+		klog.Flush()
+		os.Exit(1)
+	}
+	klog.Flush()
+}
+
+func restConfig(o *options) (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
+	if o.kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+	} else {
+		cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+			clientcmd.NewDefaultClientConfigLoadingRules(), &clientcmd.ConfigOverrides{}).ClientConfig()
+	}
+	if err != nil {
+		return nil, err
+	}
+	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
+	cfg.UserAgent = "cita-node-operator"
+	return cfg, nil
+}
+
+func run(ctx context.Context, o *options) error {
+	logger := klog.FromContext(ctx)
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	workqueue.SetProvider(newQueueMetrics(registry))
+
+	cfg, err := restConfig(o)
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	cita, err := versioned.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+
+	var ready atomic.Bool
+	var elector *leaderelection.LeaderElector
+	serve(ctx, o.healthAddr, "health", healthMux(&ready, func() error {
+		if elector == nil {
+			return nil
+		}
+		return elector.Check(20 * time.Second)
+	}))
+	serve(ctx, o.metricsAddr, "metrics", metricsMux(registry))
+
+	lead := func(ctx context.Context) {
+		if err := runController(ctx, o, kube, cita, &ready); err != nil {
+			logger.Error(err, "Controller stopped")
+		}
+	}
+	if !o.leaderElect {
+		lead(ctx)
+		return nil
+	}
+
+	id, err := os.Hostname()
+	if err != nil {
+		return err
+	}
+	id = fmt.Sprintf("%s_%d", id, os.Getpid())
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  leaseMeta(o),
+		Client:     kube.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
+	}
+	elector, err = leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock:            lock,
+		LeaseDuration:   o.leaseDuration,
+		RenewDeadline:   o.renewDeadline,
+		RetryPeriod:     o.retryPeriod,
+		ReleaseOnCancel: true,
+		Name:            o.leaderElectID,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: lead,
+			OnStoppedLeading: func() { logger.Info("No longer the leader", "identity", id) },
+			OnNewLeader:      func(leader string) { logger.Info("Leader", "identity", leader) },
+		},
+	})
+	if err != nil {
+		return err
+	}
+	ready.Store(true) // a standby is ready: it is waiting for the lease
+	elector.Run(ctx)
+	if ctx.Err() == nil {
+		return errors.New("lost the leader lease")
+	}
+	return nil
+}
+
+func runController(ctx context.Context, o *options, kube kubernetes.Interface, cita versioned.Interface, ready *atomic.Bool) error {
+	ready.Store(false)
+	kubeFactory := informers.NewSharedInformerFactoryWithOptions(kube, o.resync,
+		informers.WithNamespace(o.namespace), informers.WithTransform(controller.TrimForCache))
+	citaFactory := citainformers.NewSharedInformerFactoryWithOptions(cita, o.resync,
+		citainformers.WithNamespace(o.namespace), citainformers.WithTransform(controller.TrimForCache))
+
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := citascheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartStructuredLogging(0)
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	recorder := broadcaster.NewRecorder(scheme, corev1.EventSource{Component: "cita-node-operator"})
+
+	v1 := citaFactory.Citacloud().V1()
+	c, err := controller.NewController(ctx, kube, cita, controller.Informers{
+		StatefulSets:         kubeFactory.Apps().V1().StatefulSets(),
+		Deployments:          kubeFactory.Apps().V1().Deployments(),
+		Pods:                 kubeFactory.Core().V1().Pods(),
+		PVCs:                 kubeFactory.Core().V1().PersistentVolumeClaims(),
+		Jobs:                 kubeFactory.Batch().V1().Jobs(),
+		BlockHeightFallbacks: v1.BlockHeightFallbacks(),
+		Backups:              v1.Backups(),
+		Snapshots:            v1.Snapshots(),
+		Restores:             v1.Restores(),
+		Switchovers:          v1.Switchovers(),
+		ChangeOwners:         v1.ChangeOwners(),
+	}, recorder, clock.RealClock{}, o.Config)
+	if err != nil {
+		return err
+	}
+	kubeFactory.Start(ctx.Done())
+	citaFactory.Start(ctx.Done())
+	defer kubeFactory.Shutdown()
+	defer citaFactory.Shutdown()
+	go func() {
+		kubeFactory.WaitForCacheSync(ctx.Done())
+		citaFactory.WaitForCacheSync(ctx.Done())
+		ready.Store(true)
+	}()
+	return c.Run(ctx, o.workers)
+}
+
+func leaseMeta(o *options) metav1.ObjectMeta {
+	ns := o.leaderElectNS
+	if ns == "" {
+		if b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
+			ns = string(b)
+		}
+	}
+	if ns == "" {
+		ns = o.namespace
+	}
+	if ns == "" {
+		ns = "default"
+	}
+	return metav1.ObjectMeta{Name: o.leaderElectID, Namespace: ns}
+}
+
+func healthMux(ready *atomic.Bool, leader func() error) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := leader(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "caches not synced", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	return mux
+}
+
+func metricsMux(registry *prometheus.Registry) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// serve runs an HTTP server until ctx is done; addr "0" disables it.
+func serve(ctx context.Context, addr, name string, handler http.Handler) {
+	if addr == "" || addr == "0" {
+		return
+	}
+	logger := klog.FromContext(ctx)
+	srv := &http.Server{Addr: addr, Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error(err, "Server failed", "server", name, "address", addr)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+}
