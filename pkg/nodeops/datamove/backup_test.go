@@ -46,7 +46,7 @@ func TestBackupEqualsCpAAndManifestMatches(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("sha256sum --check of the manifest: %v: %s", err, out)
 	}
-	m, err := readManifest(dest)
+	m, _, err := readManifest(dest)
 	if err != nil {
 		t.Fatal(err)
 	}

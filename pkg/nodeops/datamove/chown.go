@@ -33,5 +33,9 @@ func Chown(ctx context.Context, root string, uid, gid int) (changed int64, err e
 		changed++
 		return nil
 	})
-	return changed, err
+	if err != nil {
+		return changed, err
+	}
+	// Make the new owners durable before the node is started with them.
+	return changed, syncFS(root)
 }

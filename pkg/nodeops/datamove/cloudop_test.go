@@ -203,7 +203,7 @@ func TestCloudOpCommandLines(t *testing.T) {
 								if res.Bytes == 0 || res.Checksum == "" {
 									t.Errorf("snapshot result %+v lacks bytes or checksum", res)
 								}
-								if m, err := readManifest(snap); err != nil || len(m) != 1 {
+								if m, _, err := readManifest(snap); err != nil || len(m) != 1 {
 									t.Errorf("snapshot manifest: %v, %v", m, err)
 								}
 							case oc.op == jobargs.OpSnapshotRestore && gen == jobargs.CloudOpCurrent:

@@ -3,7 +3,6 @@ package datamove
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -380,5 +379,3 @@ func treeSize(srcRoot string, names []string, block int64) (int64, error) {
 	}
 	return total, nil
 }
-
-var errNoChainData = errors.New("no " + ChainDataDir)

@@ -9,12 +9,17 @@
 // whatever a killed run left behind (RecoverNodeRoot).
 package datamove
 
+import "errors"
+
 // The chain state of a node root: what Backup, Restore and checkpoints move. Everything else
 // in the node root (keys, kms.db, logs, consensus WAL) makes the node this node and stays.
 const (
 	ChainDataDir = "chain_data" // storage: blocks, transactions; required
 	DataDir      = "data"       // executor state
 )
+
+// errNoChainData: a node root (or backup) without chain_data holds no chain to work on.
+var errNoChainData = errors.New("no " + ChainDataDir)
 
 // chainState lists the node root's chain-state directories in the order they are moved.
 var chainState = []string{ChainDataDir, DataDir}

@@ -118,21 +118,21 @@ func unescapeName(p string) string {
 	return b.String()
 }
 
-// readManifest loads dir's manifest; (nil, nil) when there is none (a backup made by the
-// original project).
-func readManifest(dir string) (manifest, error) {
+// readManifest loads dir's manifest and its checksum; a nil manifest when there is none (a
+// backup made by the original project).
+func readManifest(dir string) (manifest, string, error) {
 	data, err := os.ReadFile(filepath.Join(dir, ManifestFile))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, "", nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	m, err := parseManifest(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ManifestFile), err)
+		return nil, "", fmt.Errorf("%s: %w", filepath.Join(dir, ManifestFile), err)
 	}
-	return m, nil
+	return m, checksumOf(data), nil
 }
 
 // writeManifest stores m in dir and returns its checksum. It is written last, durably, so a

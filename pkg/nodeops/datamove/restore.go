@@ -44,7 +44,7 @@ func Restore(ctx context.Context, o RestoreOptions) (jobargs.Result, error) {
 	if !isDir(filepath.Join(o.Source, ChainDataDir)) {
 		return res, fmt.Errorf("source %s has %w", o.Source, errNoChainData)
 	}
-	m, err := readManifest(o.Source)
+	m, checksum, err := readManifest(o.Source)
 	if err != nil {
 		return res, err
 	}
@@ -102,10 +102,7 @@ func Restore(ctx context.Context, o RestoreOptions) (jobargs.Result, error) {
 			return res, err
 		}
 	}
-	res.Bytes, res.Files = stats.Bytes, stats.Files
-	if m != nil {
-		res.Checksum = checksumOf(m.encode())
-	}
+	res.Bytes, res.Files, res.Checksum = stats.Bytes, stats.Files, checksum
 	return res, nil
 }
 

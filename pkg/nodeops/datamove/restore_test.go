@@ -96,6 +96,9 @@ func TestRestore(t *testing.T) {
 			if res.Verified == nil || !*res.Verified || res.Warning != "" {
 				t.Errorf("result verified=%v warning=%q, want verified, no warning", res.Verified, res.Warning)
 			}
+			if _, sum, _ := readManifest(f.backup); res.Checksum != sum || sum == "" {
+				t.Errorf("result checksum %q, want the backup manifest's %q", res.Checksum, sum)
+			}
 			f.assertRestored(t, deleteConsensus)
 		})
 	}
