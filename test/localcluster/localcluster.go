@@ -6,6 +6,14 @@
 // Options.LeavePodsWithLabel) with their volumes bind-mounted.
 //
 // The binaries come from bin/, built by hack/tools/build.sh.
+//
+// What a runner takes over for the pods kwok leaves alone (LeavePodsWithLabel,
+// LeavePodsOnNodes): the scheduler still binds them to a kwok node, which stays
+// Ready; everything a kubelet would do afterwards is the runner's: writing the
+// pod status (phase, containerStatuses with the exit code and termination
+// message) and, once a pod has a deletionTimestamp, deleting it with a grace
+// period of 0. Their volumes: PV.spec.hostPath.path of each bound claim, see
+// VolumeDir.
 package localcluster
 
 import (
