@@ -11,6 +11,8 @@
 # indirect dependency does not, so bump deliberately or clear the cache.
 #
 # Usage: hack/tools/build.sh [name...]   (default: all)
+# Environment: CITA_BIN_DIR (default <repo>/bin, also read by test/localcluster),
+# CITA_TOOLS_CACHE, TOOLS_BUILD_JOBS (parallel compiles, default 2).
 set -euo pipefail
 
 # kwok v0.8.0 is built with k8s.io/* v0.36; the tools module pins v0.37 for
@@ -19,7 +21,7 @@ KWOK_VERSION=v0.8.0
 
 TOOLS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "${TOOLS_DIR}/../.." && pwd)"
-BIN_DIR="${BIN_DIR:-${REPO_ROOT}/bin}"
+BIN_DIR="${CITA_BIN_DIR:-${REPO_ROOT}/bin}"
 CACHE_DIR="${CITA_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cita-node-operator/tools}"
 ALL=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm)
 
