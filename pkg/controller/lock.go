@@ -71,9 +71,11 @@ func (c *Controller) lockNodes(ctx context.Context, op *operation, nodes []*node
 			}
 			req.Machine = machine
 		}
-		for _, n := range nodes {
-			if n.Workload == w && n.AccountConfigMap != "" {
-				req.Account = n.AccountConfigMap
+		if _, swaps := op.work.(accountSwapper); swaps {
+			for _, n := range nodes {
+				if n.Workload == w {
+					req.Account = n.AccountConfigMap
+				}
 			}
 		}
 		if err := nodeops.PatchWorkload(ctx, c.kube, w, op.obj.GetNamespace(), nodeops.LockPatch(w, req)); err != nil {

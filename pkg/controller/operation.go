@@ -85,3 +85,9 @@ type kind struct {
 	// patch sends a merge patch to the CR's metadata.
 	patch func(ctx context.Context, namespace, name string, data []byte) error
 }
+
+// accountSwapper is implemented by kinds that need each node's account
+// ConfigMap recorded on its workload when they lock it (Switchover).
+type accountSwapper interface {
+	swapsAccounts()
+}

@@ -59,6 +59,8 @@ func (switchoverWork) jobArgs(*Controller, *operation, []*nodeops.Node) (jobargs
 
 func (switchoverWork) recordResult(*operation, *jobargs.Result) {}
 
+func (switchoverWork) swapsAccounts() {}
+
 // run gives each node the account recorded on the other.
 func (switchoverWork) run(ctx context.Context, c *Controller, op *operation, nodes []*nodeops.Node) (bool, error) {
 	done := true
