@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Builds the pinned binaries of the local control plane (etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubectl, kwok, helm) and links them
-# into the repository's bin/.
+# into the repository's bin/, with kwok's stage files in bin/kwok-stages/.
 #
-# Binaries are cached outside the checkout, keyed by name and version, so that a
-# fresh clone (CI) or `git clean` does not pay the ~10 minute cold build again:
-#   ${CITA_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cita-node-operator/tools}/<name>-<version>
-# Versions come from hack/tools/go.mod, except kwok (see KWOK_VERSION below).
-# Bumping a version in go.mod changes the cache key; changing only a replace or an
-# indirect dependency does not, so bump deliberately or clear the cache.
+# Binaries are cached outside the checkout so that a fresh clone (CI) or
+# `git clean` does not pay the ~10 minute cold build again:
+#   ${CITA_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cita-node-operator/tools}/<name>-<version>-<recipe>
+# <version> comes from hack/tools/go.mod (kwok: KWOK_VERSION below); <recipe> is a
+# hash of this script, the tools module (go.mod, go.sum, etcd/main.go) and the Go
+# version, so any change to what or how we build misses the cache instead of
+# reusing a stale binary.
 #
 # Usage: hack/tools/build.sh [name...]   (default: all)
 # Environment: CITA_BIN_DIR (default <repo>/bin, also read by test/localcluster),
@@ -28,13 +29,8 @@ ALL=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok hel
 # -p=2 bounds the memory of parallel compiles and links on small CI runners.
 export GOFLAGS="-p=${TOOLS_BUILD_JOBS:-2} -trimpath ${GOFLAGS:-}"
 export CGO_ENABLED=0
-LDFLAGS="-s -w"
 
 log() { printf '[tools] %s\n' "$*" >&2; }
-
-module_version() {
-  (cd "${TOOLS_DIR}" && go list -m -f '{{.Version}}' "$1")
-}
 
 # package path inside the tools module for each binary built there
 pkg_of() {
@@ -46,26 +42,49 @@ pkg_of() {
   esac
 }
 
-versions_loaded=""
-tmp=""
-K8S_VERSION="" ETCD_VERSION="" HELM_VERSION=""
+load_versions() {
+  # one `go list` for all three keeps the warm path fast
+  local out
+  out="$(cd "${TOOLS_DIR}" && go list -m -f '{{.Path}} {{.Version}}' \
+    k8s.io/kubernetes go.etcd.io/etcd/server/v3 helm.sh/helm/v3)"
+  K8S_VERSION="$(awk '$1=="k8s.io/kubernetes"{print $2}' <<<"${out}")"
+  ETCD_VERSION="$(awk '$1=="go.etcd.io/etcd/server/v3"{print $2}' <<<"${out}")"
+  HELM_VERSION="$(awk '$1=="helm.sh/helm/v3"{print $2}' <<<"${out}")"
+  RECIPE="$( (cat "${BASH_SOURCE[0]}" "${TOOLS_DIR}/go.mod" "${TOOLS_DIR}/go.sum" "${TOOLS_DIR}/etcd/main.go"
+    go env GOVERSION) | sha256sum | cut -c1-10)"
+}
+
 version_of() {
-  if [[ -z "${versions_loaded}" ]]; then
-    # one `go list` for all three keeps the warm path fast
-    local out
-    out="$(cd "${TOOLS_DIR}" && go list -m -f '{{.Path}} {{.Version}}' \
-      k8s.io/kubernetes go.etcd.io/etcd/server/v3 helm.sh/helm/v3)"
-    K8S_VERSION="$(awk '$1=="k8s.io/kubernetes"{print $2}' <<<"${out}")"
-    ETCD_VERSION="$(awk '$1=="go.etcd.io/etcd/server/v3"{print $2}' <<<"${out}")"
-    HELM_VERSION="$(awk '$1=="helm.sh/helm/v3"{print $2}' <<<"${out}")"
-    versions_loaded=1
-  fi
   case "$1" in
     etcd) echo "${ETCD_VERSION}" ;;
     helm) echo "${HELM_VERSION}" ;;
     kwok) echo "${KWOK_VERSION}" ;;
     *) echo "${K8S_VERSION}" ;;
   esac
+}
+
+cache_path() {
+  echo "${CACHE_DIR}/$1-$(version_of "$1")-${RECIPE}"
+}
+
+# ldflags for the tools module: strip symbols, and stamp the versions that a
+# release build stamps (the binaries report them, e.g. the apiserver's /version,
+# which helm checks against a chart's kubeVersion). -X of a variable a binary
+# does not link is ignored, so one set serves every binary.
+module_ldflags() {
+  local k8s_minor flags=(-s -w)
+  k8s_minor="$(cut -d. -f2 <<<"${K8S_VERSION}")"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=(-X "${pkg}.gitVersion=${K8S_VERSION}" -X "${pkg}.gitMajor=1" -X "${pkg}.gitMinor=${k8s_minor}"
+      -X "${pkg}.gitTreeState=clean")
+  done
+  flags+=(-X "helm.sh/helm/v3/internal/version.version=${HELM_VERSION}"
+    -X "helm.sh/helm/v3/internal/version.gitTreeState=clean"
+    -X "helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1"
+    -X "helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=${k8s_minor}"
+    -X "helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1"
+    -X "helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=${k8s_minor}")
+  echo "${flags[*]}"
 }
 
 # link_into_bin puts the cached binary into bin/: a hard link when the cache is on
@@ -99,17 +118,28 @@ install_kwok_stages() {
   cp -r "${cached}" "${BIN_DIR}/kwok-stages"
 }
 
+# prune_cache removes the other builds of a tool just built, so that the cache
+# (and a CI cache saved from it) holds one build per tool.
+prune_cache() {
+  local name="$1" keep
+  keep="$(basename "$(cache_path "${name}")")"
+  find "${CACHE_DIR}" -maxdepth 1 -type f -name "${name}-v*" ! -name "${keep}" -delete
+}
+
+tmp=""
+cleanup() { [[ -z "${tmp}" ]] || rm -rf "${tmp}"; }
+trap cleanup EXIT
+
 main() {
   local names=("$@")
   [[ ${#names[@]} -eq 0 ]] && names=("${ALL[@]}")
   mkdir -p "${CACHE_DIR}" "${BIN_DIR}"
+  load_versions
 
-  local missing_mod=() missing_kwok="" name version cached
+  local missing_mod=() missing_kwok="" name
   for name in "${names[@]}"; do
-    version="$(version_of "${name}")"
-    [[ -n "${version}" ]] || { log "no version for ${name}"; exit 1; }
-    cached="${CACHE_DIR}/${name}-${version}"
-    if [[ -x "${cached}" ]]; then
+    [[ -n "$(version_of "${name}")" ]] || { log "no version for ${name}"; exit 1; }
+    if [[ -x "$(cache_path "${name}")" ]]; then
       continue
     fi
     if [[ "${name}" == kwok ]]; then
@@ -123,34 +153,33 @@ main() {
   done
 
   tmp="$(mktemp -d "${CACHE_DIR}/.build.XXXXXX")"
-  trap 'rm -rf "${tmp}"' EXIT
-
   if [[ ${#missing_mod[@]} -gt 0 ]]; then
     local pkgs=()
     for name in "${missing_mod[@]}"; do pkgs+=("$(pkg_of "${name}")"); done
     log "building ${missing_mod[*]} (cold build of the Kubernetes binaries takes ~10 min on 2 cores)"
     local start=${SECONDS}
     # One `go build` for all packages so shared dependencies compile once.
-    (cd "${TOOLS_DIR}" && go build -ldflags="${LDFLAGS}" -o "${tmp}/" "${pkgs[@]}")
+    (cd "${TOOLS_DIR}" && go build -ldflags="$(module_ldflags)" -o "${tmp}/" "${pkgs[@]}")
     for name in "${missing_mod[@]}"; do
-      mv -f "${tmp}/${name}" "${CACHE_DIR}/${name}-$(version_of "${name}")"
+      mv -f "${tmp}/${name}" "$(cache_path "${name}")"
+      prune_cache "${name}"
     done
     log "built in $((SECONDS - start))s"
   fi
-
   if [[ -n "${missing_kwok}" ]]; then
     log "building kwok ${KWOK_VERSION}"
-    GOBIN="${tmp}" go install -ldflags="${LDFLAGS}" "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}"
-    mv -f "${tmp}/kwok" "${CACHE_DIR}/kwok-${KWOK_VERSION}"
-  fi
-  if [[ " ${names[*]} " == *" kwok "* ]]; then
-    install_kwok_stages
+    GOBIN="${tmp}" go install -ldflags="-s -w" "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}"
+    mv -f "${tmp}/kwok" "$(cache_path kwok)"
+    prune_cache kwok
   fi
 
   for name in "${names[@]}"; do
-    link_into_bin "${name}" "${CACHE_DIR}/${name}-$(version_of "${name}")"
+    link_into_bin "${name}" "$(cache_path "${name}")"
   done
-  log "bin/: ${names[*]} (cache ${CACHE_DIR})"
+  if [[ " ${names[*]} " == *" kwok "* ]]; then
+    install_kwok_stages
+  fi
+  log "bin/: ${names[*]} (cache ${CACHE_DIR}, recipe ${RECIPE})"
 }
 
 main "$@"
