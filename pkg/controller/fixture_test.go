@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -30,7 +32,6 @@ import (
 	"k8s.io/klog/v2/ktesting"
 	testingclock "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
-	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
 	citafake "github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned/fake"
@@ -80,10 +81,20 @@ func newFixture(t *testing.T, objects ...runtime.Object) *fixture {
 		cita:     citafake.NewSimpleClientset(citaObjs...),
 		clock:    testingclock.NewFakeClock(t0),
 		recorder: record.NewFakeRecorder(1000),
-		rv:       &rvCounter{n: 100},
 	}
+	f.rv = &rvCounter{n: 100, now: f.clock.Now}
 	f.rv.install(&f.kube.Fake, f.kube.Tracker())
 	f.rv.install(&f.cita.Fake, f.cita.Tracker())
+	f.start()
+	f.kube.ClearActions()
+	f.cita.ClearActions()
+	return f
+}
+
+// start builds a controller with empty caches over the fixture's
+// clientsets: at creation, and again to play an operator restart.
+func (f *fixture) start() {
+	t, ctx := f.t, f.ctx
 	f.kubeInf = informers.NewSharedInformerFactory(f.kube, 0)
 	f.citaInf = citainformers.NewSharedInformerFactory(f.cita, 0)
 	v1 := f.citaInf.Citacloud().V1()
@@ -112,9 +123,6 @@ func newFixture(t *testing.T, objects ...runtime.Object) *fixture {
 		}
 	})
 	f.refresh()
-	f.kube.ClearActions()
-	f.cita.ClearActions()
-	return f
 }
 
 // refresh replaces every cache with what the fake clientsets hold.
@@ -425,8 +433,9 @@ func (f *fixture) workloadWrites() []string {
 // resourceVersion: every write bumps it, and an update or patch carrying a
 // resourceVersion other than the stored one is refused with a conflict.
 type rvCounter struct {
-	mu sync.Mutex
-	n  int
+	mu  sync.Mutex
+	n   int
+	now func() time.Time
 }
 
 func (r *rvCounter) next() string {
@@ -446,6 +455,9 @@ func (r *rvCounter) install(fake *core.Fake, tracker core.ObjectTracker) {
 		m.SetResourceVersion(r.next())
 		if m.GetUID() == "" {
 			m.SetUID(types.UID("uid-" + m.GetName()))
+		}
+		if ts := m.GetCreationTimestamp(); ts.IsZero() {
+			m.SetCreationTimestamp(metav1.NewTime(r.now()))
 		}
 		return false, nil, nil // the tracker stores it
 	})
@@ -610,7 +622,7 @@ func helmChain(chain string, replicas int32) []runtime.Object {
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{
 					Containers: nodeContainers(corev1.VolumeMount{Name: "datadir", MountPath: "/data", SubPathExpr: "$(POD_NAME)"}),
-					Volumes: []corev1.Volume{{Name: "datadir", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: chain + "-data"}}}},
+					Volumes:    []corev1.Volume{{Name: "datadir", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: chain + "-data"}}}},
 				},
 			},
 		},
@@ -654,3 +666,27 @@ func nodePod(name string, labels map[string]string, ownerKind, owner, machine st
 		Status: corev1.PodStatus{Phase: corev1.PodRunning},
 	}
 }
+
+func batchJobCondition(condType, reason, message string) batchv1.JobCondition {
+	return batchv1.JobCondition{Type: batchv1.JobConditionType(condType), Status: corev1.ConditionTrue, Reason: reason, Message: message}
+}
+
+func everything() labels.Selector { return labels.Everything() }
+
+// countWrites counts recorded writes starting with prefix.
+func countWrites(f *fixture, prefix string) int {
+	n := 0
+	for _, w := range f.writes() {
+		if strings.HasPrefix(w, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+var (
+	jobsGVR = batchv1.SchemeGroupVersion.WithResource("jobs")
+	jobsGVK = batchv1.SchemeGroupVersion.WithKind("Job")
+)
+
+func metaExtract(list runtime.Object) ([]runtime.Object, error) { return meta.ExtractList(list) }

@@ -1,0 +1,322 @@
+package controller
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	core "k8s.io/client-go/testing"
+	"k8s.io/utils/ptr"
+
+	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
+)
+
+func fallbackOn(d deployed) *citav1.BlockHeightFallback {
+	return &citav1.BlockHeightFallback{ObjectMeta: meta0("fb"), Spec: citav1.BlockHeightFallbackSpec{
+		NodeTarget: nodeTarget(d), NodeJobOptions: stopAndStart(), JobOptions: jobDefaults(), BlockHeight: 100}}
+}
+
+// runUntilJob drives a fallback from creation until its Job exists (the
+// node stopped, its pod gone).
+func runUntilJob(t *testing.T, f *fixture, d deployed) {
+	t.Helper()
+	f.mustSync("BlockHeightFallback", "fb") // finalizer
+	f.mustSync("BlockHeightFallback", "fb") // lock + stop
+	f.deletePod(d.pod)
+	f.mustSync("BlockHeightFallback", "fb") // job
+	if !f.jobExists("fb-fallback") {
+		t.Fatal("no Job after the node stopped")
+	}
+}
+
+// runToEnd syncs until the operation is finished and its finalizer gone,
+// deleting the Job's pods when the Job is deleted (the garbage collector).
+func runToEnd(t *testing.T, f *fixture, kindName, name string, cr object) *citav1.OperationStatus {
+	t.Helper()
+	for range 20 {
+		if err := f.sync(kindName, name); err != nil && !apierrors.IsConflict(err) {
+			t.Logf("sync: %v", err)
+		}
+		if !f.jobExists(name + "-fallback") {
+			for _, p := range f.c.jobPods(string(cr.GetUID())) {
+				f.deletePod(p.Name)
+			}
+		}
+		f.clock.Step(time.Second)
+		st := f.status(cr)
+		if isFinished(st) && len(f.cr(cr).GetFinalizers()) == 0 {
+			return st
+		}
+	}
+	t.Fatalf("operation did not finish: %+v", f.status(cr))
+	return nil
+}
+
+func assertStartedWith(t *testing.T, f *fixture, d deployed, replicas int32) {
+	t.Helper()
+	if got := workloadReplicas(f, d); got != replicas {
+		t.Fatalf("workload at %d replicas, want %d", got, replicas)
+	}
+	if a := workloadAnnotations(f, d); len(a) != 0 {
+		t.Fatalf("lock annotations left: %v", a)
+	}
+}
+
+func assertFailed(t *testing.T, st *citav1.OperationStatus, reason, msgPart string) {
+	t.Helper()
+	if st.Status != citav1.PhaseFailed {
+		t.Fatalf("status %s, want Failed (%s)", st.Status, st.Message)
+	}
+	assertDecidedFailed(t, st, reason, msgPart)
+}
+
+// assertDecidedFailed: the failure is recorded (the node may not be started
+// yet).
+func assertDecidedFailed(t *testing.T, st *citav1.OperationStatus, reason, msgPart string) {
+	t.Helper()
+	cond := meta.FindStatusCondition(st.Conditions, citav1.ConditionSucceeded)
+	if cond == nil || cond.Reason != reason {
+		t.Fatalf("Succeeded condition %+v, want reason %s", cond, reason)
+	}
+	if !strings.Contains(st.Message, msgPart) {
+		t.Fatalf("message %q does not mention %q", st.Message, msgPart)
+	}
+}
+
+func TestJobFailureStartsTheNode(t *testing.T) {
+	for _, d := range deployments() {
+		t.Run(string(d.method), func(t *testing.T) {
+			cr := fallbackOn(d)
+			f := newFixture(t, append([]runtime.Object{cr}, d.objects...)...)
+			runUntilJob(t, f, d)
+			f.finishJob("fb-fallback", false, &jobargs.Result{Op: jobargs.OpFallback, Error: "cloud-op: rollback failed: height 100 above tip 50"})
+			st := runToEnd(t, f, "BlockHeightFallback", "fb", cr)
+			assertFailed(t, st, ReasonJobFailed, "height 100 above tip 50")
+			assertStartedWith(t, f, d, d.replicas)
+			if !strings.Contains(strings.Join(f.events(), "\n"), "Warning JobFailed") {
+				t.Error("no Warning event for the failure")
+			}
+		})
+	}
+}
+
+func TestJobDeadlineExceededStartsTheNode(t *testing.T) {
+	d := deployments()[0]
+	cr := fallbackOn(d)
+	f := newFixture(t, append([]runtime.Object{cr}, d.objects...)...)
+	runUntilJob(t, f, d)
+	job := f.job("fb-fallback")
+	job.Status.Conditions = append(job.Status.Conditions, batchJobCondition("Failed", "DeadlineExceeded", "Job was active longer than specified deadline"))
+	f.upsert(job)
+	st := runToEnd(t, f, "BlockHeightFallback", "fb", cr)
+	assertFailed(t, st, ReasonJobFailed, "exceeded its deadline")
+	assertStartedWith(t, f, d, 1)
+}
+
+// TestJobPodThatCannotStart: an unpullable image fails the operation after
+// the job start timeout; the Job is deleted, its pod awaited, the node
+// started.
+func TestJobPodThatCannotStart(t *testing.T) {
+	d := deployments()[0]
+	cr := fallbackOn(d)
+	f := newFixture(t, append([]runtime.Object{cr}, d.objects...)...)
+	runUntilJob(t, f, d)
+	f.runningJobPod("fb-fallback", &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: `Back-off pulling image "nope:1"`})
+	f.mustSync("BlockHeightFallback", "fb")
+	if st := f.status(cr); isDecided(st) {
+		t.Fatalf("failed before the job start timeout: %s", st.Message)
+	}
+	f.clock.Step(f.c.cfg.JobStartTimeout)
+	f.mustSync("BlockHeightFallback", "fb")
+	if !isDecided(f.status(cr)) {
+		t.Fatal("not failed at the job start timeout")
+	}
+	f.clearWrites()
+	f.mustSync("BlockHeightFallback", "fb") // deletes the Job, waits for its pod
+	if got := f.workloadWrites(); len(got) != 0 {
+		t.Fatalf("node touched while the Job's pod may still run: %v", got)
+	}
+	if f.jobExists("fb-fallback") {
+		t.Fatal("the Job was not deleted")
+	}
+	f.mustSync("BlockHeightFallback", "fb")
+	if got := workloadReplicas(f, d); got != 0 {
+		t.Fatal("node started while the Job's pod still exists")
+	}
+	st := runToEnd(t, f, "BlockHeightFallback", "fb", cr)
+	assertFailed(t, st, ReasonJobCannotRun, "ImagePullBackOff")
+	assertStartedWith(t, f, d, 1)
+}
+
+// TestDeletedMidOperation: deleting the CR while its Job runs stops the Job
+// and starts the node before the finalizer goes.
+func TestDeletedMidOperation(t *testing.T) {
+	for _, d := range deployments() {
+		t.Run(string(d.method), func(t *testing.T) {
+			cr := fallbackOn(d)
+			f := newFixture(t, append([]runtime.Object{cr}, d.objects...)...)
+			runUntilJob(t, f, d)
+			f.runningJobPod("fb-fallback", nil)
+			f.deleteCR(cr)
+			f.mustSync("BlockHeightFallback", "fb")
+			if f.jobExists("fb-fallback") {
+				t.Fatal("Job not deleted")
+			}
+			if got := workloadReplicas(f, d); got != 0 {
+				t.Fatal("node started while the Job's pod runs")
+			}
+			if fins := f.cr(cr).GetFinalizers(); len(fins) == 0 {
+				t.Fatal("finalizer removed before the node was started")
+			}
+			f.deletePod("fb-fallback-pod") // garbage collector + kubelet
+			f.mustSync("BlockHeightFallback", "fb")
+			assertStartedWith(t, f, d, d.replicas)
+			f.mustSync("BlockHeightFallback", "fb")
+			if fins := f.cr(cr).GetFinalizers(); len(fins) != 0 {
+				t.Fatalf("finalizer left: %v", fins)
+			}
+			assertFailed(t, f.status(cr), ReasonDeleted, "deleted")
+		})
+	}
+}
+
+// TestStopThatStalls: a pod that stays after the scale-down is deleted with
+// a UID precondition after the grace period; one that is still there at
+// the stop timeout fails the operation and the node is started again.
+func TestStopThatStalls(t *testing.T) {
+	d := deployments()[0]
+	cr := fallbackOn(d)
+	f := newFixture(t, append([]runtime.Object{cr}, d.objects...)...)
+	f.mustSync("BlockHeightFallback", "fb")
+	f.mustSync("BlockHeightFallback", "fb") // stop
+	var deletes []core.DeleteActionImpl
+	f.kube.PrependReactor("delete", "pods", func(a core.Action) (bool, runtime.Object, error) {
+		deletes = append(deletes, a.(core.DeleteActionImpl))
+		return true, nil, nil // the pod stays: a stuck kubelet
+	})
+	f.clock.Step(f.c.cfg.StopGracePeriod - time.Second)
+	f.mustSync("BlockHeightFallback", "fb")
+	if len(deletes) != 0 {
+		t.Fatal("pod deleted before the grace period")
+	}
+	f.clock.Step(time.Second)
+	f.mustSync("BlockHeightFallback", "fb")
+	if len(deletes) != 1 || deletes[0].Name != d.pod {
+		t.Fatalf("deletes %+v", deletes)
+	}
+	if pre := deletes[0].DeleteOptions.Preconditions; pre == nil || pre.UID == nil || string(*pre.UID) != "uid-pod-"+d.pod {
+		t.Fatalf("delete without the pod's UID as precondition: %+v", pre)
+	}
+	f.clock.Step(f.c.cfg.StopTimeout)
+	st := runToEnd(t, f, "BlockHeightFallback", "fb", cr)
+	assertFailed(t, st, ReasonStopTimeout, d.pod)
+	assertStartedWith(t, f, d, 1)
+	if f.jobExists("fb-fallback") {
+		t.Fatal("a Job was created although the node never stopped")
+	}
+}
+
+// TestScaledUpBySomeoneElse: a helm upgrade or GitOps sync scales the node
+// back up mid-operation: it aborts and leaves their replica count alone.
+func TestScaledUpBySomeoneElse(t *testing.T) {
+	d := deployments()[1] // helm: a chart upgrade is the usual culprit
+	cr := fallbackOn(d)
+	f := newFixture(t, append([]runtime.Object{cr}, d.objects...)...)
+	runUntilJob(t, f, d)
+	f.runningJobPod("fb-fallback", nil)
+	sts := f.statefulSet("helm-chain")
+	sts.Spec.Replicas = ptr.To[int32](2)
+	f.upsert(sts)
+	f.mustSync("BlockHeightFallback", "fb")
+	assertDecidedFailed(t, f.status(cr), ReasonScaledByOther, "scaled to 2 by someone else")
+	f.mustSync("BlockHeightFallback", "fb")
+	if f.jobExists("fb-fallback") {
+		t.Fatal("Job not stopped")
+	}
+	f.deletePod("fb-fallback-pod")
+	assertFailed(t, runToEnd(t, f, "BlockHeightFallback", "fb", cr), ReasonScaledByOther, "someone else")
+	assertStartedWith(t, f, d, 2)
+}
+
+// TestAPIErrorsAtEveryWrite: an error at any write leaves the operation
+// where it was; retried, it completes and the node ends at its replicas.
+func TestAPIErrorsAtEveryWrite(t *testing.T) {
+	type fault struct {
+		verb, resource, subresource string
+		err                         error
+	}
+	conflict := apierrors.NewConflict(schema.GroupResource{Resource: "x"}, "x", errors.New("stale"))
+	boom := apierrors.NewInternalError(errors.New("etcd timeout"))
+	faults := map[string]fault{
+		"finalizer patch conflict": {"patch", "blockheightfallbacks", "", conflict},
+		"stop patch error":         {"patch", "statefulsets", "", boom},
+		"job create error":         {"create", "jobs", "", boom},
+		"status update conflict":   {"update", "blockheightfallbacks", "status", conflict},
+		"status update error":      {"update", "blockheightfallbacks", "status", boom},
+		"job ttl patch error":      {"patch", "jobs", "", boom},
+	}
+	for name, fl := range faults {
+		t.Run(name, func(t *testing.T) {
+			d := deployments()[0]
+			cr := fallbackOn(d)
+			f := newFixture(t, append([]runtime.Object{cr}, d.objects...)...)
+			failures := 0
+			// Fail every second matching write, so each write fails once.
+			f.kube.PrependReactor(fl.verb, fl.resource, faultReactor(fl.subresource, fl.err, &failures))
+			f.cita.PrependReactor(fl.verb, fl.resource, faultReactor(fl.subresource, fl.err, &failures))
+			for range 40 {
+				err := f.sync("BlockHeightFallback", "fb")
+				if err != nil && failures == 0 {
+					t.Fatalf("error without an injected fault: %v", err)
+				}
+				if pods, _ := f.c.listers.Pods.Pods(ns).List(everything()); len(pods) > 0 && workloadReplicas(f, d) == 0 {
+					for _, p := range pods {
+						if p.Name == d.pod {
+							f.deletePod(p.Name)
+						}
+					}
+				}
+				if f.jobExists("fb-fallback") && len(f.c.jobPods("uid-fb")) == 0 {
+					f.finishJob("fb-fallback", true, &jobargs.Result{Op: jobargs.OpFallback})
+				}
+				if st := f.status(cr); isFinished(st) && len(f.cr(cr).GetFinalizers()) == 0 {
+					break
+				}
+			}
+			if failures == 0 {
+				t.Fatal("the fault was never hit")
+			}
+			st := f.status(cr)
+			if st.Status != citav1.PhaseComplete {
+				t.Fatalf("status %s: %s", st.Status, st.Message)
+			}
+			assertStartedWith(t, f, d, 1)
+			if jobs, _ := f.kube.BatchV1().Jobs(ns).List(f.ctx, metav1.ListOptions{}); len(jobs.Items) != 1 {
+				t.Fatalf("%d Jobs exist, want 1", len(jobs.Items))
+			}
+		})
+	}
+}
+
+func faultReactor(subresource string, err error, failures *int) core.ReactionFunc {
+	calls := 0
+	return func(a core.Action) (bool, runtime.Object, error) {
+		if a.GetSubresource() != subresource {
+			return false, nil, nil
+		}
+		calls++
+		if calls%2 == 1 {
+			*failures++
+			return true, nil, err
+		}
+		return false, nil, nil
+	}
+}
