@@ -105,7 +105,7 @@ func (c *Controller) WaitRecheck() time.Duration { return c.cfg.WaitRecheck }
 // wait records that the operation waits for w, naming the holder and its
 // place in the queue.
 func (c *Controller) wait(op *operation, w *nodeops.Workload, holder string) {
-	pos := c.queuePosition(op, w.Key())
+	pos := c.queuePosition(op, w)
 	var msg string
 	if holder != "" {
 		msg = fmt.Sprintf("waiting for %s, held by %s; position %d in its queue", w.Key(), holder, pos)
@@ -117,8 +117,8 @@ func (c *Controller) wait(op *operation, w *nodeops.Workload, holder string) {
 }
 
 // waiters are the unfinished operations, not being deleted, that lock the
-// workload and do not hold it yet, in the order they get it.
-func (c *Controller) waiters(namespace, workloadKey string) []metav1.Object {
+// workload, in the order they get it; holder, the one holding it, is left out.
+func (c *Controller) waiters(namespace, workloadKey string, holder types.UID) []metav1.Object {
 	var out []metav1.Object
 	for _, k := range c.kinds {
 		items, err := k.informer.GetIndexer().ByIndex(byWorkload, namespace+"/"+workloadKey)
@@ -127,7 +127,7 @@ func (c *Controller) waiters(namespace, workloadKey string) []metav1.Object {
 		}
 		for _, item := range items {
 			o, ok := metaOf(item)
-			if !ok || isTerminal(item) || o.GetDeletionTimestamp() != nil {
+			if !ok || isTerminal(item) || o.GetDeletionTimestamp() != nil || (holder != "" && o.GetUID() == holder) {
 				continue
 			}
 			out = append(out, o)
@@ -147,7 +147,7 @@ func (c *Controller) waiters(namespace, workloadKey string) []metav1.Object {
 }
 
 func (c *Controller) firstWaiter(namespace, workloadKey string) metav1.Object {
-	ws := c.waiters(namespace, workloadKey)
+	ws := c.waiters(namespace, workloadKey, "")
 	if len(ws) == 0 {
 		return nil
 	}
@@ -155,8 +155,9 @@ func (c *Controller) firstWaiter(namespace, workloadKey string) metav1.Object {
 }
 
 // queuePosition is 1 for the operation that gets the workload next.
-func (c *Controller) queuePosition(op *operation, workloadKey string) int {
-	for i, o := range c.waiters(op.obj.GetNamespace(), workloadKey) {
+func (c *Controller) queuePosition(op *operation, w *nodeops.Workload) int {
+	h, _ := nodeops.HolderOf(w)
+	for i, o := range c.waiters(op.obj.GetNamespace(), w.Key(), h.UID) {
 		if o.GetUID() == op.obj.GetUID() {
 			return i + 1
 		}
