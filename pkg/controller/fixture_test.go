@@ -475,7 +475,7 @@ func (r *rvCounter) install(fake *core.Fake, tracker core.ObjectTracker) {
 		if m.GetResourceVersion() != "" && m.GetResourceVersion() != sm.GetResourceVersion() {
 			return true, nil, apierrors.NewConflict(a.GetResource().GroupResource(), m.GetName(), fmt.Errorf("resourceVersion %s is not %s", m.GetResourceVersion(), sm.GetResourceVersion()))
 		}
-		if a.GetSubresource() == "status" {
+		if a.GetSubresource() == "status" && isCR(obj) {
 			// The status subresource changes only status.
 			merged := stored.DeepCopyObject()
 			copyStatus(merged, obj)
@@ -690,3 +690,18 @@ var (
 )
 
 func metaExtract(list runtime.Object) ([]runtime.Object, error) { return meta.ExtractList(list) }
+
+// jobPodFor is the finished pod of a Job, with result as its termination
+// message.
+func jobPodFor(job *batchv1.Job, result *jobargs.Result) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: job.Name + "-pod", Namespace: job.Namespace, Labels: job.Spec.Template.Labels,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(job, batchv1.SchemeGroupVersion.WithKind("Job"))},
+		},
+		Status: corev1.PodStatus{Phase: corev1.PodSucceeded, ContainerStatuses: []corev1.ContainerStatus{{
+			Name:  "job",
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Message: string(result.Encode())}},
+		}}},
+	}
+}
