@@ -17,7 +17,11 @@ GO_PACKAGES     := ./...
 
 .PHONY: build
 build: ## Build the operator and job binaries into bin/.
-	$(GO) build -o bin/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/cita-node-operator ./cmd/cita-node-job
+
+.PHONY: tools
+tools: ## Build (or reuse from the cache) etcd, kube-*, kubectl, kwok, helm into bin/.
+	hack/tools/build.sh
 
 $(CONTROLLER_GEN):
 	GOBIN=$(dir $@) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
@@ -60,11 +64,15 @@ vet:
 	$(GO) vet $(GO_PACKAGES)
 
 .PHONY: test
-test: test-unit ## The README's test command: every test suite.
+test: test-unit test-e2e ## The README's test command: every test suite.
 
 .PHONY: test-unit
-test-unit:
-	$(GO) test -race -count=1 $(GO_PACKAGES)
+test-unit: ## Unit tests (fake clientsets, real files); suites needing bin/ skip here.
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/)
+
+.PHONY: test-e2e
+test-e2e: tools build ## Suites on the real local control plane (required to run, never skipped).
+	CITA_E2E_REQUIRED=1 $(GO) test -count=1 -timeout 40m ./test/...
 
 .PHONY: help
 help:
