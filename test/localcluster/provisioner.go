@@ -34,8 +34,8 @@ const (
 	provisionedByAnnotation = "pv.kubernetes.io/provisioned-by"
 )
 
-// hostPathProvisioner stands in for a CSI driver: for every PVC of its
-// StorageClass it makes a directory under root and a hostPath PV pointing at it,
+// hostPathProvisioner stands in for a CSI driver: for every PVC of a
+// StorageClass whose provisioner is ProvisionerName it makes a directory under root and a hostPath PV pointing at it,
 // with a claimRef so that kube-controller-manager's PV controller binds the two.
 // Released PVs with reclaimPolicy Delete are deleted along with their directory.
 // A runner executing pods bind-mounts PV.spec.hostPath.path, the real directory.
@@ -134,9 +134,20 @@ func (p *hostPathProvisioner) syncClaim(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	if pvc.DeletionTimestamp != nil || pvc.Spec.VolumeName != "" ||
-		ptr.Deref(pvc.Spec.StorageClassName, "") != p.storageClass {
+	if pvc.DeletionTimestamp != nil || pvc.Spec.VolumeName != "" {
 		return nil
+	}
+	// Any StorageClass naming this provisioner is served, so tests can add
+	// classes with the names real manifests use (nas-client-provisioner).
+	scName := ptr.Deref(pvc.Spec.StorageClassName, "")
+	if scName != p.storageClass {
+		sc, err := p.client.StorageV1().StorageClasses().Get(ctx, scName, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) || (err == nil && sc.Provisioner != ProvisionerName) || scName == "" {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
 	}
 	pvName := "pvc-" + string(pvc.UID)
 	if _, err := p.pvLister.Get(pvName); err == nil {
@@ -171,7 +182,7 @@ func (p *hostPathProvisioner) syncClaim(ctx context.Context, key string) error {
 			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: size},
 			AccessModes:                   accessModes,
 			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimDelete,
-			StorageClassName:              p.storageClass,
+			StorageClassName:              scName,
 			VolumeMode:                    pvc.Spec.VolumeMode,
 			ClaimRef: &corev1.ObjectReference{
 				APIVersion: "v1",
