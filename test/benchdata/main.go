@@ -311,7 +311,9 @@ func treeBytes(root string) (int64, int, error) {
 func filesystemOf(dir string) string {
 	out, err := exec.Command("findmnt", "-n", "-o", "FSTYPE,SOURCE", "--target", dir).Output()
 	if err == nil {
-		if f := strings.Fields(string(out)); len(f) == 2 {
+		// A filesystem mounted twice is listed twice: the first line is enough.
+		line, _, _ := strings.Cut(string(out), "\n")
+		if f := strings.Fields(line); len(f) == 2 {
 			return f[0] + " on " + f[1]
 		}
 	}
