@@ -3,7 +3,7 @@
 // in the termination message for the controller to read, and talks to no API server — the
 // controller stops and starts the node around it.
 //
-//	cita-node-job <backup|restore|fallback|snapshot|snapshot-restore|chown> --flag=value ...
+//	cita-node-job <backup|restore|fallback|snapshot|snapshot-restore|chown|recover> --flag=value ...
 //
 // The flags are defined by pkg/nodeops/jobargs, which also builds the Job's command.
 package main
@@ -62,6 +62,9 @@ func runOp(ctx context.Context, a jobargs.Args) (jobargs.Result, error) {
 		return datamove.Backup(ctx, a.NodeRoot, a.BackupPath)
 	case jobargs.OpRestore:
 		return datamove.Restore(ctx, datamove.RestoreOptions{Source: a.SourcePath, NodeRoot: a.NodeRoot, DeleteConsensusData: a.DeleteConsensusData})
+	case jobargs.OpRecover:
+		note, err := datamove.RecoverNodeRoot(a.NodeRoot)
+		return jobargs.Result{Warning: note}, err
 	case jobargs.OpChown:
 		note, err := datamove.RecoverNodeRoot(a.NodeRoot)
 		if err != nil {

@@ -146,3 +146,34 @@ func TestBadCommandFailsWithTheReason(t *testing.T) {
 		t.Errorf("result %q does not name the missing flag", msg)
 	}
 }
+
+// TestRecoverCleansUpAfterAKilledRun: the recover subcommand, which the
+// controller runs after a Job died without cleaning up, drops an
+// uncommitted restore's staging copy and leaves the live data alone.
+func TestRecoverCleansUpAfterAKilledRun(t *testing.T) {
+	bin := buildJob(t)
+	dir := t.TempDir()
+	node := filepath.Join(dir, "node")
+	write(t, filepath.Join(node, "chain_data/000001.sst"), "live blocks")
+	write(t, filepath.Join(node, ".cita-node-job-restore/chain_data/000001.sst"), "half a staged copy")
+	result := filepath.Join(dir, "termination-log")
+
+	res, stderr, err := runJob(t, bin, jobargs.Args{Op: jobargs.OpRecover, NodeRoot: node, TerminationLog: result})
+	if err != nil {
+		t.Fatalf("recover: %v\n%s", err, stderr)
+	}
+	if res.Op != jobargs.OpRecover || res.Error != "" {
+		t.Errorf("recover result %+v", res)
+	}
+	if _, err := os.Stat(filepath.Join(node, ".cita-node-job-restore")); !os.IsNotExist(err) {
+		t.Errorf("staging directory left: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(node, "chain_data/000001.sst")); string(b) != "live blocks" {
+		t.Errorf("live data changed: %q", b)
+	}
+
+	res, _, err = runJob(t, bin, jobargs.Args{Op: jobargs.OpRecover, NodeRoot: node, TerminationLog: result})
+	if err != nil || res.Warning != "" {
+		t.Errorf("recover of a clean node root: %v, %+v", err, res)
+	}
+}

@@ -53,10 +53,14 @@ const (
 	OpSnapshotRestore Op = "snapshot-restore"
 	// OpChown changes the owner of everything in the node root to UID:GID.
 	OpChown Op = "chown"
+	// OpRecover makes the node root usable after a run that was killed
+	// without cleaning up (SIGKILL, a lost machine): it puts back an
+	// interrupted run's checkpoint, finishes or drops an interrupted restore.
+	OpRecover Op = "recover"
 )
 
 // Ops lists every operation, in a stable order.
-var Ops = []Op{OpBackup, OpRestore, OpFallback, OpSnapshot, OpSnapshotRestore, OpChown}
+var Ops = []Op{OpBackup, OpRestore, OpFallback, OpSnapshot, OpSnapshotRestore, OpChown, OpRecover}
 
 // Crypto and consensus kinds, as the controller reads them from the node's container images.
 // Only the legacy cloud-op generation needs them.
@@ -118,6 +122,7 @@ var opFlags = map[Op][]flagName{
 	OpSnapshot:        {flagNodeRoot, flagConfigPath, flagBackupPath, flagBlockHeight, flagCrypto, flagConsensus},
 	OpSnapshotRestore: {flagNodeRoot, flagConfigPath, flagSourcePath, flagBlockHeight, flagCrypto, flagConsensus, flagDeleteConsensusData},
 	OpChown:           {flagNodeRoot, flagUID, flagGID},
+	OpRecover:         {flagNodeRoot},
 }
 
 // takes reports whether the operation uses flag f.

@@ -22,6 +22,7 @@ func TestCommandParseRoundTrip(t *testing.T) {
 			BlockHeight: 7, Crypto: "sm", Consensus: "bft", DeleteConsensusData: true},
 		"chown":                  {Op: OpChown, NodeRoot: NodeRootMountPath, UID: 1000, GID: 1000},
 		"chown to root":          {Op: OpChown, NodeRoot: NodeRootMountPath},
+		"recover":                {Op: OpRecover, NodeRoot: NodeRootMountPath},
 		"path with spaces and =": {Op: OpBackup, NodeRoot: "/cita/node root", BackupPath: "/a=b"},
 	}
 	covered := map[Op]bool{}
