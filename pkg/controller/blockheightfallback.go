@@ -55,3 +55,5 @@ func (fallbackWork) recordResult(*operation, *jobargs.Result) {}
 func target(namespace string, t citav1.NodeTarget) nodeops.Target {
 	return nodeops.Target{Namespace: namespace, Chain: t.Chain, Name: t.Node, Method: t.DeployMethod}
 }
+
+func (fallbackWork) writesNodeRoot() {}

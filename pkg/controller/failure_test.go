@@ -50,6 +50,9 @@ func runToEnd(t *testing.T, f *fixture, kindName, name string, cr object) *citav
 				f.deletePod(p.Name)
 			}
 		}
+		if f.jobExists(name+"-recover") && !jobFinished(f.job(name+"-recover")) {
+			f.finishJob(name+"-recover", true, &jobargs.Result{Op: jobargs.OpRecover})
+		}
 		f.clock.Step(time.Second)
 		st := f.status(cr)
 		if isFinished(st) && len(f.cr(cr).GetFinalizers()) == 0 {
@@ -101,6 +104,9 @@ func TestJobFailureStartsTheNode(t *testing.T) {
 			st := runToEnd(t, f, "BlockHeightFallback", "fb", cr)
 			assertFailed(t, st, ReasonJobFailed, "height 100 above tip 50")
 			assertStartedWith(t, f, d, d.replicas)
+			if f.jobExists("fb-recover") {
+				t.Error("a recovery Job ran although the job binary failed cleanly (it puts the data back itself)")
+			}
 			if !strings.Contains(strings.Join(f.events(), "\n"), "Warning JobFailed") {
 				t.Error("no Warning event for the failure")
 			}
@@ -177,6 +183,11 @@ func TestDeletedMidOperation(t *testing.T) {
 				t.Fatal("finalizer removed before the node was started")
 			}
 			f.deletePod("fb-fallback-pod") // garbage collector + kubelet
+			f.mustSync("BlockHeightFallback", "fb")
+			if got := workloadReplicas(f, d); got != 0 || !f.jobExists("fb-recover") {
+				t.Fatalf("a Job killed mid-way must be followed by a recovery Job before the start (replicas %d)", got)
+			}
+			f.finishJob("fb-recover", true, &jobargs.Result{Op: jobargs.OpRecover, Warning: "an interrupted earlier run's checkpoint was put back"})
 			f.mustSync("BlockHeightFallback", "fb")
 			assertStartedWith(t, f, d, d.replicas)
 			f.mustSync("BlockHeightFallback", "fb")
@@ -318,5 +329,45 @@ func faultReactor(subresource string, err error, failures *int) core.ReactionFun
 			return true, nil, err
 		}
 		return false, nil, nil
+	}
+}
+
+// TestKilledJobIsFollowedByRecovery: a Job that died without a result (OOM
+// kill) may have left the node root half-rewritten: a recovery Job runs
+// before the start; if even that fails, the node is started anyway and the
+// status says the data may be inconsistent.
+func TestKilledJobIsFollowedByRecovery(t *testing.T) {
+	for _, recovered := range []bool{true, false} {
+		t.Run(map[bool]string{true: "recovered", false: "recovery fails"}[recovered], func(t *testing.T) {
+			d := deployments()[0]
+			cr := fallbackOn(d)
+			f := newFixture(t, append([]runtime.Object{cr}, d.objects...)...)
+			runUntilJob(t, f, d)
+			f.finishJob("fb-fallback", false, nil) // killed: no termination message
+			f.mustSync("BlockHeightFallback", "fb")
+			f.mustSync("BlockHeightFallback", "fb")
+			if !f.jobExists("fb-recover") || workloadReplicas(f, d) != 0 {
+				t.Fatal("no recovery Job before the start")
+			}
+			args, err := jobargs.Parse(f.job("fb-recover").Spec.Template.Spec.Containers[0].Command)
+			if err != nil || args.Op != jobargs.OpRecover {
+				t.Fatalf("recovery command %v: %v", args, err)
+			}
+			if recovered {
+				f.finishJob("fb-recover", true, &jobargs.Result{Op: jobargs.OpRecover, Warning: "an interrupted earlier run's checkpoint was put back"})
+			} else {
+				f.finishJob("fb-recover", false, &jobargs.Result{Op: jobargs.OpRecover, Error: "disk on fire"})
+			}
+			st := runToEnd(t, f, "BlockHeightFallback", "fb", cr)
+			assertFailed(t, st, ReasonJobFailed, "fb-fallback failed")
+			want := map[bool]string{true: "checkpoint was put back", false: "may be inconsistent"}[recovered]
+			if !strings.Contains(st.Message, want) {
+				t.Errorf("message %q does not say %q", st.Message, want)
+			}
+			assertStartedWith(t, f, d, 1)
+			if ttl := f.job("fb-recover").Spec.TTLSecondsAfterFinished; ttl == nil {
+				t.Error("recovery Job kept forever")
+			}
+		})
 	}
 }

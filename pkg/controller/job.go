@@ -166,7 +166,7 @@ func (c *Controller) recordedMachine(op *operation, n *nodeops.Node) string {
 // recordJobOutcome reads the Job's result from its pod's termination
 // message and records it before anything else happens to the Job.
 func (c *Controller) recordJobOutcome(op *operation, job *batchv1.Job) {
-	raw, result := c.jobResult(op)
+	raw, result := c.jobResult(op, job.Name)
 	if op.status.Job == nil {
 		op.status.Job = &citav1.JobRecord{Name: job.Name}
 	}
@@ -209,9 +209,12 @@ func successMessage(op *operation, job *batchv1.Job, r *jobargs.Result) string {
 	return msg
 }
 
-// jobResult finds the termination message of the Job's container.
-func (c *Controller) jobResult(op *operation) (string, *jobargs.Result) {
+// jobResult finds the termination message of the named Job's container.
+func (c *Controller) jobResult(op *operation, jobName string) (string, *jobargs.Result) {
 	for _, p := range c.jobPods(string(op.obj.GetUID())) {
+		if ref := metav1.GetControllerOf(p); ref == nil || ref.Kind != "Job" || ref.Name != jobName {
+			continue
+		}
 		for _, cs := range p.Status.ContainerStatuses {
 			if cs.State.Terminated == nil || cs.State.Terminated.Message == "" {
 				continue
@@ -241,8 +244,21 @@ var podCannotStart = map[string]bool{
 // checkJobStart fails the operation when the Job's pod has been unable to
 // start for JobStartTimeout, so a bad image never keeps a node down.
 func (c *Controller) checkJobStart(op *operation, job *batchv1.Job) time.Duration {
+	why, after := c.jobCannotStart(op, job)
+	if why != "" && after == 0 {
+		c.fail(op, ReasonJobCannotRun, "Job %s could not start within %s: %s", job.Name, c.cfg.JobStartTimeout, why)
+	}
+	return after
+}
+
+// jobCannotStart says why the Job's pod cannot start, if it cannot, and how
+// long it has left before JobStartTimeout (0: none).
+func (c *Controller) jobCannotStart(op *operation, job *batchv1.Job) (string, time.Duration) {
 	var why string
 	for _, p := range c.jobPods(string(op.obj.GetUID())) {
+		if ref := metav1.GetControllerOf(p); ref == nil || ref.Name != job.Name {
+			continue
+		}
 		for _, cond := range p.Status.Conditions {
 			if cond.Type == corev1.PodScheduled && cond.Status == corev1.ConditionFalse && cond.Reason == corev1.PodReasonUnschedulable {
 				why = fmt.Sprintf("pod %s is unschedulable: %s", p.Name, cond.Message)
@@ -255,14 +271,13 @@ func (c *Controller) checkJobStart(op *operation, job *batchv1.Job) time.Duratio
 		}
 	}
 	if why == "" {
-		return 0
+		return "", 0
 	}
 	elapsed := c.clock.Since(job.CreationTimestamp.Time)
 	if elapsed >= c.cfg.JobStartTimeout {
-		c.fail(op, ReasonJobCannotRun, "Job %s could not start within %s: %s", job.Name, c.cfg.JobStartTimeout, why)
-		return 0
+		return why, 0
 	}
-	return c.cfg.JobStartTimeout - elapsed
+	return why, c.cfg.JobStartTimeout - elapsed
 }
 
 // stopJob makes sure no pod of the operation's Job is running before its
@@ -298,10 +313,23 @@ func (c *Controller) stopJob(ctx context.Context, op *operation) (time.Duration,
 	return 0, nil
 }
 
-// setJobTTL lets the Job expire now that its result is in the status.
+// setJobTTL lets the operation's Jobs expire now that their results are in
+// the status.
 func (c *Controller) setJobTTL(ctx context.Context, op *operation) error {
-	job, err := c.ownJob(op)
-	if err != nil || job == nil || job.Spec.TTLSecondsAfterFinished != nil || !jobFinished(job) {
+	for _, name := range []string{op.jobName(), op.recoveryJobName()} {
+		if err := c.setTTL(ctx, op, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Controller) setTTL(ctx context.Context, op *operation, name string) error {
+	job, err := c.jobs.Jobs(op.obj.GetNamespace()).Get(name)
+	if apierrors.IsNotFound(err) || (err == nil && !metav1.IsControlledBy(job, op.obj)) {
+		return nil
+	}
+	if err != nil || job.Spec.TTLSecondsAfterFinished != nil || !jobFinished(job) {
 		return err
 	}
 	ttl := ptr.Deref(op.job.TTLSecondsAfterFinished, 30)

@@ -256,6 +256,11 @@ func (c *Controller) finish(ctx context.Context, op *operation) (time.Duration, 
 	if wait, err := c.stopJob(ctx, op); err != nil || wait > 0 {
 		return wait, err
 	}
+	if len(c.heldWorkloads(op)) > 0 {
+		if wait, err := c.recoverNodeRoot(ctx, op); err != nil || wait > 0 {
+			return wait, err
+		}
+	}
 	held := c.heldWorkloads(op)
 	if len(held) > 0 {
 		op.setStep(citav1.StepStarting, "starting node(s)")

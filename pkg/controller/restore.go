@@ -126,3 +126,5 @@ func orDefault(s, def string) string {
 	}
 	return s
 }
+
+func (restoreWork) writesNodeRoot() {}
