@@ -72,8 +72,8 @@ func (c *Controller) recoverNodeRoot(ctx context.Context, op *operation) (time.D
 		job := nodeops.Job(nodeops.JobRequest{
 			Name: name, Namespace: op.obj.GetNamespace(), Owner: op.ownerRef(),
 			Image: c.jobImage(op), Pull: op.job.PullPolicy,
-			Args:  jobargs.Args{Op: jobargs.OpRecover, NodeRoot: jobargs.NodeRootMountPath},
-			Node:  nodes[0], Machine: machine,
+			Args: jobargs.Args{Op: jobargs.OpRecover, NodeRoot: jobargs.NodeRootMountPath},
+			Node: nodes[0], Machine: machine,
 			ActiveDeadlineSeconds: int64(c.cfg.JobActiveDeadline / time.Second),
 		})
 		if _, err := c.kube.BatchV1().Jobs(job.Namespace).Create(ctx, job, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
