@@ -1,0 +1,244 @@
+//go:build linux
+
+package jobrunner
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
+)
+
+// Heights with a special meaning to the fake cloud-op, for tests of failures
+// and of killed Jobs. Every other height succeeds.
+const (
+	// FailHeight: cloud-op fails (exit 1) with FailReason on stderr, as the
+	// real one does for a height above the chain's tip.
+	FailHeight int64 = 999999999
+	// SlowHeight: cloud-op sleeps (up to 10 minutes) and dies on SIGTERM, so
+	// the job binary's cancellation (putting the checkpoint back) can be seen.
+	SlowHeight int64 = 888888888
+	// HangHeight: cloud-op ignores SIGTERM and sleeps: only the runner's
+	// SIGKILL of the process group ends it.
+	HangHeight int64 = 777777777
+)
+
+// FailReason is the stderr line of the fake cloud-op at FailHeight.
+const FailReason = "height above tip"
+
+// FallbackMarker is the file, in the node root's chain_data, where the fake
+// rollback / recover writes the height it rolled back to (one line).
+const FallbackMarker = "FALLBACK_HEIGHT"
+
+// cloudOpHelp is each generation's `cloud-op --help` as the real binaries
+// print it (abridged). datamove.DetectCloudOp tells the generation from the
+// subcommands listed: rollback (current), recover / state-recover (legacy).
+var cloudOpHelp = map[string]string{
+	jobargs.CloudOpLegacy: `cloud-op 0.2.1
+cita-cloud operation tool
+
+USAGE:
+    cloud-op <SUBCOMMAND>
+
+OPTIONS:
+    -h, --help       Print help information
+    -V, --version    Print version information
+
+SUBCOMMANDS:
+    help             Print this message or the help of the given subcommand(s)
+    recover          recover chain from early state
+    state-backup     backup executor and storage state of a specified height
+    state-recover    recover chain from a specified height state backup
+`,
+	jobargs.CloudOpCurrent: `cloud-op 6.7.4
+Usage: cloud-op <COMMAND>
+
+Commands:
+  rollback        rollback chain data to a specified height
+  cloud-rollback  rollback cloud storage to a specified height
+  backup          backup chain data of a specified height
+  export          export blocks to a directory
+  help            Print this message or the help of the given subcommand(s)
+
+Options:
+  -h, --help     Print help
+  -V, --version  Print version
+`,
+}
+
+// The argument parsers of the two generations: each accepts exactly the
+// command lines of DESIGN §4's table, and fails like a CLI parser (exit 2) on
+// anything else, so a wrong command line from the job binary fails the Job.
+const legacyParse = `case "$cmd" in
+recover|state-backup|state-recover) ;;
+*) usage "unrecognized subcommand '$cmd'" ;;
+esac
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--node-root|--config-path|--backup-path|--crypto|--consensus)
+		[ $# -ge 2 ] || usage "$1 needs a value"
+		case "$1" in
+		--node-root) root=$2 ;;
+		--config-path) config=$2 ;;
+		--backup-path) [ "$cmd" != recover ] || usage "unexpected argument '$1'"; backup=$2 ;;
+		--crypto) crypto=$2 ;;
+		--consensus) consensus=$2 ;;
+		esac
+		shift 2 ;;
+	--is-clear) [ "$cmd" != state-backup ] || usage "unexpected argument '$1'"; clear=1; shift ;;
+	*) usage "unexpected argument '$1'" ;;
+	esac
+done
+case "$crypto" in sm|eth) ;; *) usage "--crypto must be sm or eth, got '$crypto'" ;; esac
+case "$consensus" in bft|raft|overlord) ;; *) usage "--consensus must be bft, raft or overlord, got '$consensus'" ;; esac
+case "$cmd" in
+recover) op=rollback ;;
+state-backup) op=snapshot ;;
+state-recover) op=restore ;;
+esac
+`
+
+const currentParse = `case "$cmd" in
+rollback|backup) ;;
+*) usage "unrecognized subcommand '$cmd'" ;;
+esac
+while [ $# -gt 0 ]; do
+	case "$1" in
+	-n|-c|-p)
+		[ $# -ge 2 ] || usage "$1 needs a value"
+		case "$1" in
+		-n) root=$2 ;;
+		-c) config=$2 ;;
+		-p) [ "$cmd" = backup ] || usage "unexpected argument '$1'"; backup=$2 ;;
+		esac
+		shift 2 ;;
+	--clean) [ "$cmd" = rollback ] || usage "unexpected argument '$1'"; clear=1; shift ;;
+	*) usage "unexpected argument '$1'" ;;
+	esac
+done
+case "$cmd" in
+rollback) op=rollback ;;
+backup) op=snapshot ;;
+esac
+`
+
+// cloudOpScript is the fake cloud-op of one generation. Every call but --help
+// is appended to callsFile (generation and arguments, tab-separated).
+func cloudOpScript(gen, callsFile string) string {
+	parse := currentParse
+	if gen == jobargs.CloudOpLegacy {
+		parse = legacyParse
+	}
+	return fmt.Sprintf(`#!/bin/sh
+# Fake cloud-op (%[1]s generation), written by test/jobrunner: it speaks the
+# real one's command line and moves chain_data / data around like it.
+set -u
+case "${1:-}" in
+""|-h|--help|help)
+	cat <<'HELP'
+%[2]sHELP
+	exit 0 ;;
+esac
+line=%[1]s
+for a in "$@"; do line="$line	$a"; done
+printf '%%s\n' "$line" >> %[3]q
+
+usage() { echo "error: $*" >&2; exit 2; }
+cmd=$1; shift
+[ $# -ge 1 ] || usage "missing the height"
+height=$1; shift
+case "$height" in ''|*[!0-9]*) usage "invalid height '$height'" ;; esac
+root= config= backup= crypto= consensus= clear= op=
+%[4]s
+[ -n "$root" ] || usage "missing the node root"
+[ -n "$config" ] || usage "missing the config path"
+[ -d "$root" ] || { echo "error: node root $root: no such directory" >&2; exit 1; }
+[ -f "$config" ] || { echo "error: config $config: no such file" >&2; exit 1; }
+if [ "$op" != rollback ]; then
+	[ -n "$backup" ] || usage "missing the backup path"
+	[ -d "$backup" ] || { echo "error: backup path $backup: no such directory" >&2; exit 1; }
+fi
+
+case "$height" in
+%[5]d) echo "error: %[6]s" >&2; exit 1 ;;
+%[7]d) exec sleep 600 ;;
+%[8]d) trap '' TERM INT; exec sleep 600 ;;
+esac
+
+clear_consensus() {
+	if [ -n "$clear" ]; then rm -rf "$root/raft-data-dir" "$root/overlord_wal"; fi
+}
+case "$op" in
+rollback)
+	[ -d "$root/chain_data" ] || { echo "error: $root/chain_data: no such directory" >&2; exit 1; }
+	printf '%%s\n' "$height" > "$root/chain_data/%[9]s" || exit 1
+	clear_consensus
+	echo "rolled back to height $height" ;;
+snapshot)
+	dest="$backup/$height"
+	rm -rf "$dest" && mkdir -p "$dest" || exit 1
+	cp -a "$root/chain_data" "$dest/" || exit 1
+	if [ -d "$root/data" ]; then cp -a "$root/data" "$dest/" || exit 1; fi
+	echo "state of height $height backed up to $dest" ;;
+restore)
+	src="$backup/$height"
+	[ -d "$src/chain_data" ] || { echo "error: no state backup of height $height in $backup" >&2; exit 1; }
+	rm -rf "$root/chain_data" "$root/data" || exit 1
+	cp -a "$src/chain_data" "$root/" || exit 1
+	if [ -d "$src/data" ]; then cp -a "$src/data" "$root/" || exit 1; fi
+	clear_consensus
+	echo "recovered state of height $height" ;;
+esac
+exit 0
+`, gen, cloudOpHelp[gen], callsFile, parse, FailHeight, FailReason, SlowHeight, HangHeight, FallbackMarker)
+}
+
+// writeToolDirs makes, for each generation, a directory holding the fake
+// cloud-op and cita-node-job (a symlink to the job binary): the head of the
+// container's PATH.
+func writeToolDirs(workDir, jobBinary, callsFile string) (map[string]string, error) {
+	dirs := map[string]string{}
+	for _, gen := range []string{jobargs.CloudOpLegacy, jobargs.CloudOpCurrent} {
+		dir := filepath.Join(workDir, "bin", gen)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "cloud-op"), []byte(cloudOpScript(gen, callsFile)), 0o755); err != nil {
+			return nil, err
+		}
+		link := filepath.Join(dir, jobargs.BinaryName)
+		_ = os.Remove(link)
+		if err := os.Symlink(jobBinary, link); err != nil {
+			return nil, err
+		}
+		dirs[gen] = dir
+	}
+	return dirs, nil
+}
+
+// CloudOpCall is one run of the fake cloud-op (other than --help).
+type CloudOpCall struct {
+	Generation string
+	Args       []string
+}
+
+func readCloudOpCalls(path string) ([]CloudOpCall, error) {
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var calls []CloudOpCall
+	for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		f := strings.Split(line, "\t")
+		calls = append(calls, CloudOpCall{Generation: f[0], Args: f[1:]})
+	}
+	return calls, nil
+}
