@@ -17,7 +17,9 @@ func locateCloudConfig(l Listers, t Target) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.DataSubPath = m.SubPath
+	if n.DataSubPath, err = subPathOf(w, m, t.Name + "-0"); err != nil {
+		return nil, err
+	}
 	for _, v := range w.Template.Spec.Volumes {
 		if v.Name == AccountVolume && v.ConfigMap != nil {
 			n.AccountConfigMap = v.ConfigMap.Name

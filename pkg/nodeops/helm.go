@@ -1,6 +1,7 @@
 package nodeops
 
 import (
+	"strconv"
 	"strings"
 )
 
@@ -14,31 +15,27 @@ func locateHelm(l Listers, t Target) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !strings.HasPrefix(t.Name, t.Chain+"-") {
+	ordinal, ok := strings.CutPrefix(t.Name, t.Chain+"-")
+	if n, err := strconv.Atoi(ordinal); !ok || err != nil || n < 0 || strconv.Itoa(n) != ordinal {
 		return nil, invalid("node %q is not a pod of the chain's StatefulSet %s (want %s-<ordinal>)", t.Name, t.Chain, t.Chain)
 	}
+	i, _ := strconv.Atoi(ordinal)
 	n := &Node{Target: t, Workload: w, podName: t.Name}
-	if n.DataClaim, err = dataVolume(w, 0); err != nil {
+	// A claim template gives each pod its own PVC; the chart's shared
+	// volume is the same claim for every ordinal.
+	if n.DataClaim, err = dataVolume(w, i); err != nil {
 		return nil, err
 	}
 	m, err := dataMount(w)
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case m.SubPathExpr != "":
-		n.DataSubPath = expandPodName(m.SubPathExpr, t.Name)
-	case m.SubPath != "":
-		n.DataSubPath = m.SubPath
-	default:
+	if n.DataSubPath, err = subPathOf(w, m, t.Name); err != nil {
+		return nil, err
+	}
+	if n.DataSubPath == "" && len(w.ClaimTemplates) == 0 {
+		// The chart's shared claim keeps each node in a directory of its name.
 		n.DataSubPath = t.Name
 	}
 	return n, nil
-}
-
-// expandPodName resolves the only variable the helm chart's subPathExpr
-// uses. Another variable is left as written, and then names no directory the
-// Job finds: the operation fails rather than touch the wrong data.
-func expandPodName(expr, pod string) string {
-	return strings.ReplaceAll(expr, "$(POD_NAME)", pod)
 }

@@ -3,6 +3,7 @@ package nodeops
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"maps"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -123,7 +124,7 @@ func Job(r JobRequest) *batchv1.Job {
 			BackoffLimit:          ptr.To[int32](0),
 			ActiveDeadlineSeconds: ptr.To(r.ActiveDeadlineSeconds),
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				ObjectMeta: metav1.ObjectMeta{Labels: maps.Clone(labels)},
 				Spec:       pod,
 			},
 		},
@@ -144,8 +145,8 @@ func JobName(crName, suffix string) string {
 	}
 	sum := sha256.Sum256([]byte(full))
 	hash := hex.EncodeToString(sum[:])[:8]
-	keep := maxJobName - len(suffix) - len(hash) - 2
-	prefix := crName[:keep]
+	keep := max(maxJobName-len(suffix)-len(hash)-2, 0)
+	prefix := crName[:min(keep, len(crName))]
 	for len(prefix) > 0 && (prefix[len(prefix)-1] == '-' || prefix[len(prefix)-1] == '.') {
 		prefix = prefix[:len(prefix)-1]
 	}

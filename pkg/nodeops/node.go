@@ -218,6 +218,25 @@ func dataMount(w *Workload) (*corev1.VolumeMount, error) {
 	return nil, invalid("%s: no container mounts the %q volume", w.Key(), DataVolume)
 }
 
+// subPathOf is where the node root is inside the claim, for the node's pod
+// podName ("" when it cannot be known in advance, as for a Deployment's
+// pods): the mount's subPath, or its subPathExpr with $(POD_NAME) resolved.
+// An expression with another variable cannot be resolved here and is
+// refused: guessing would point the operation at another node's data.
+func subPathOf(w *Workload, m *corev1.VolumeMount, podName string) (string, error) {
+	if m.SubPathExpr == "" {
+		return m.SubPath, nil
+	}
+	p := m.SubPathExpr
+	if podName != "" {
+		p = strings.ReplaceAll(p, "$(POD_NAME)", podName)
+	}
+	if strings.Contains(p, "$(") {
+		return "", invalid("%s mounts %q with subPathExpr %q, whose variables the operator cannot resolve", w.Key(), DataVolume, m.SubPathExpr)
+	}
+	return p, nil
+}
+
 func (n *Node) readDataClaim(l Listers) error {
 	pvc, err := l.PVCs.PersistentVolumeClaims(n.Namespace).Get(n.DataClaim)
 	if apierrors.IsNotFound(err) {

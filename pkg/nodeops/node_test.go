@@ -433,7 +433,6 @@ func TestLocateCacheError(t *testing.T) {
 // The helm chart's node name must be a pod of the chain's StatefulSet. A
 // prefix alone lets through names that are no pod of it.
 func TestLocateHelmNodeNameNotAnOrdinal(t *testing.T) {
-	t.Skip(`BUG: locateHelm (helm.go:17) only checks strings.HasPrefix(name, chain+"-"): node "mychain-foo" (and "mychain-b-0" of chain "mychain") is accepted, though its own reason says want <chain>-<ordinal>`)
 	tests := map[string]string{
 		"not an ordinal":         "mychain-foo",
 		"a pod of another chain": "mychain-b-0",
@@ -454,7 +453,6 @@ func TestLocateHelmNodeNameNotAnOrdinal(t *testing.T) {
 // its own PVC datadir-<chain>-<ordinal>; node <chain>-2's data is not in
 // datadir-<chain>-0.
 func TestLocateHelmClaimTemplateOrdinal(t *testing.T) {
-	t.Skip("BUG: locateHelm (helm.go:21) calls dataVolume(w, 0): with a datadir volumeClaimTemplate node mychain-2 is located in PVC datadir-mychain-0 (node 0's claim) instead of datadir-mychain-2")
 	s := helmSTS("mychain", 3)
 	s.Spec.Template.Spec.Volumes = nil
 	s.Spec.VolumeClaimTemplates = []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: DataVolume}}}
@@ -795,7 +793,6 @@ func TestWorkloadWrappers(t *testing.T) {
 // refuse; it must not take the claim's root, where (python) every node of
 // the chain keeps its directory.
 func TestLocateSubPathExprOutsideHelm(t *testing.T) {
-	t.Skip("BUG: locatePython (python.go:43) and locateCloudConfig (cloudconfig.go:20) read only VolumeMount.SubPath: a datadir mount with subPathExpr gives DataSubPath \"\" (the claim's root) instead of the node's directory or an *InvalidError")
 	d := pythonDeployment("mychain", "node1")
 	for i := range d.Spec.Template.Spec.Containers {
 		d.Spec.Template.Spec.Containers[i].VolumeMounts[0] = corev1.VolumeMount{Name: DataVolume, MountPath: "/data", SubPathExpr: "$(NODE_NAME)"}

@@ -40,6 +40,8 @@ func locatePython(l Listers, t Target) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.DataSubPath = m.SubPath
+	if n.DataSubPath, err = subPathOf(w, m, ""); err != nil {
+		return nil, err
+	}
 	return n, nil
 }
