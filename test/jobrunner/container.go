@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"syscall"
@@ -87,6 +88,11 @@ func containerMain(specJSON string) int {
 	wd := spec.WorkingDir
 	if wd == "" {
 		wd = "/"
+	}
+	if mayCreateUnder(wd, spec.TmpfsRoots) && !isUnder(wd, "/dev") {
+		if err := os.MkdirAll(wd, 0o755); err != nil {
+			return fail(fmt.Errorf("working directory: %w", err))
+		}
 	}
 	if err := os.Chdir(wd); err != nil {
 		return fail(fmt.Errorf("working directory: %w", err))
@@ -264,6 +270,47 @@ func isUnder(p, root string) bool {
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
+// spawner starts containers from one OS thread locked for the runner's life:
+// Pdeathsig fires when the thread that forked a child exits, and a Go thread
+// may otherwise exit under a child at any time. Its end (close(requests))
+// kills the containers it started, as the runner's exit does.
+type spawner struct {
+	requests chan spawnRequest
+}
+
+type spawnRequest struct {
+	spec  *containerSpec
+	out   io.Writer
+	reply chan spawnReply
+}
+
+type spawnReply struct {
+	cmd *exec.Cmd
+	err error
+}
+
+func newSpawner() *spawner {
+	s := &spawner{requests: make(chan spawnRequest)}
+	go func() {
+		// Never unlocked: when this goroutine returns, its thread exits.
+		runtime.LockOSThread()
+		for req := range s.requests {
+			cmd, err := startContainer(req.spec, req.out)
+			req.reply <- spawnReply{cmd, err}
+		}
+	}()
+	return s
+}
+
+func (s *spawner) start(spec *containerSpec, out io.Writer) (*exec.Cmd, error) {
+	reply := make(chan spawnReply, 1)
+	s.requests <- spawnRequest{spec, out, reply}
+	r := <-reply
+	return r.cmd, r.err
+}
+
+func (s *spawner) stop() { close(s.requests) }
+
 // startContainer re-executes the running binary as the helper in a new mount
 // namespace and its own process group, and returns once the container command
 // has been exec'd (or the helper failed: an error whose text is the reason).
@@ -289,6 +336,9 @@ func startContainer(spec *containerSpec, out io.Writer) (*exec.Cmd, error) {
 			// Its own group: the runner kills the container with everything
 			// it started (cloud-op, its children) at once.
 			Setpgid: true,
+			// Dies with the runner (the spawner's thread, which lives as
+			// long as the runner or its process).
+			Pdeathsig: syscall.SIGKILL,
 		},
 	}
 	if err := cmd.Start(); err != nil {

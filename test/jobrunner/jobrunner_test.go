@@ -141,6 +141,7 @@ func TestJobRunner(t *testing.T) {
 			{"UnpullableImage", e.testUnpullable},
 			{"DeletedPodIsKilled", e.testDeletedPod},
 			{"ActiveDeadlineKills", e.testDeadline},
+			{"ContainerView", e.testContainerView},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
@@ -150,8 +151,18 @@ func TestJobRunner(t *testing.T) {
 	})
 	// SetCloudOp is runner-wide: after the parallel group.
 	t.Run("LegacySnapshot", e.testLegacySnapshot)
-	if n := e.runner.StartedContainers(); n != 6 {
-		t.Errorf("containers started: %d, want 6 (all but the unpullable one)", n)
+	// Every pod's container ran once, but the unpullable one's.
+	started := 0
+	for _, run := range e.runner.Runs() {
+		if run.Started {
+			started++
+		}
+		if want := !strings.Contains(run.Namespace, "unpullable"); run.Started != want {
+			t.Errorf("pod %s/%s: started %v, want %v", run.Namespace, run.Name, run.Started, want)
+		}
+	}
+	if n := e.runner.StartedContainers(); n != started || n == 0 {
+		t.Errorf("containers started: %d, runs started: %d", n, started)
 	}
 }
 
@@ -549,5 +560,109 @@ func (e *env) testLegacySnapshot(t *testing.T) {
 		return c.Generation == jobargs.CloudOpLegacy && slices.Equal(c.Args, want)
 	}) {
 		t.Errorf("no legacy cloud-op call %q in %v", want, e.cloudOpCalls(t))
+	}
+}
+
+// containerViewScript reports, in the termination log, what the container
+// sees.
+const containerViewScript = `exec > /dev/termination-log 2>&1
+echo "cwd=$(pwd)"
+echo "pod=$POD_NAME"
+echo "uid=$(id -u)"
+echo "config=$(head -n 1 /cita/config/config.toml)"
+echo "cita=$(ls /cita | tr '\n' ' ')"
+if touch /cita/backup/probe 2>/dev/null; then echo backup=writable; else echo backup=read-only; fi
+if touch /cita/node/probe; then echo node=writable; fi
+echo "dev=$(ls /dev | tr '\n' ' ')"
+if echo x > /dev/null && head -c 4 /dev/urandom | wc -c | grep -q 4; then echo devices=ok; fi
+if test -s /var/run/secrets/kubernetes.io/serviceaccount/token; then echo token=ok; fi
+echo "sa-namespace=$(cat /var/run/secrets/kubernetes.io/serviceaccount/namespace)"
+echo "job=$(command -v cita-node-job)"
+echo "cloud-op=$(command -v cloud-op)"
+`
+
+// testContainerView runs a hand-made Job (sh, not cita-node-job) that reports
+// what its container sees: the mounts (subPath, read-only, ConfigMap), a
+// private /dev, env, working directory and PATH.
+func (e *env) testContainerView(t *testing.T) {
+	f := e.newFixture(t)
+	backupDir := f.pvc("view-backup")
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "view"},
+		Spec: batchv1.JobSpec{
+			BackoffLimit: ptr.To[int32](0),
+			Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+				RestartPolicy: corev1.RestartPolicyNever,
+				Volumes: []corev1.Volume{
+					{Name: "node", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: f.node.DataClaim}}},
+					{Name: "backup", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "view-backup", ReadOnly: true}}},
+					{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: f.node.ConfigMap}}}},
+				},
+				Containers: []corev1.Container{{
+					Name: "view", Image: "busybox", Command: []string{"sh", "-c", containerViewScript},
+					WorkingDir: jobargs.NodeRootMountPath,
+					Env:        []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
+					VolumeMounts: []corev1.VolumeMount{
+						{Name: "node", MountPath: jobargs.NodeRootMountPath, SubPath: f.node.DataSubPath},
+						{Name: "backup", MountPath: jobargs.BackupMountPath},
+						{Name: "config", MountPath: jobargs.ConfigMountPath, ReadOnly: true},
+					},
+				}},
+			}},
+		},
+	}
+	if _, err := f.client.BatchV1().Jobs(f.ns).Create(t.Context(), job, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.waitJob("view"); got != batchv1.JobComplete {
+		t.Fatalf("job ended %s, want Complete", got)
+	}
+	pod := f.jobPod("view")
+	msg := pod.Status.ContainerStatuses[0].State.Terminated.Message
+	t.Logf("container view:\n%s", msg)
+	run, ok := e.runner.PodRun(f.ns, pod.Name)
+	if !ok || run.CloudOp == "" {
+		t.Fatalf("no run of %s", pod.Name)
+	}
+	for _, want := range []string{
+		"cwd=/cita/node\n", "pod=" + pod.Name + "\n", "uid=0\n", "config=[network_zenoh]\n",
+		"cita=backup config node \n", "backup=read-only\n", "node=writable\n", "devices=ok\n",
+		"token=ok\n", "sa-namespace=" + f.ns + "\n",
+		"job=" + filepath.Join(e.runner.WorkDir(), "bin", run.CloudOp, "cita-node-job") + "\n",
+		"cloud-op=" + filepath.Join(e.runner.WorkDir(), "bin", run.CloudOp, "cloud-op") + "\n",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("container view lacks %q", want)
+		}
+	}
+	devLine := ""
+	for _, l := range strings.Split(msg, "\n") {
+		if d, ok := strings.CutPrefix(l, "dev="); ok {
+			devLine = d
+		}
+	}
+	for _, d := range []string{"null", "zero", "urandom", "random", "full", "termination-log", "fd", "shm"} {
+		if !slices.Contains(strings.Fields(devLine), d) {
+			t.Errorf("private /dev lacks %s: %q", d, devLine)
+		}
+	}
+	for _, d := range strings.Fields(devLine) {
+		if strings.HasPrefix(d, "loop") || d == "kmsg" || d == "mem" || strings.HasPrefix(d, "sd") || strings.HasPrefix(d, "vd") {
+			t.Errorf("host device %s visible in the container", d)
+		}
+	}
+	// On the host: the probe landed in the node root (the subPath), not in
+	// the read-only backup; nothing was made in the host's /dev or /cita.
+	if _, err := os.Stat(filepath.Join(f.nodeRoot, "probe")); err != nil {
+		t.Errorf("probe not in the node root on the host: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(backupDir, "probe")); !os.IsNotExist(err) {
+		t.Errorf("probe written through the read-only mount: %v", err)
+	}
+	if _, err := os.Stat(jobargs.DefaultTerminationLog); !os.IsNotExist(err) {
+		t.Errorf("%s exists on the host: %v", jobargs.DefaultTerminationLog, err)
+	}
+	if names, _ := os.ReadDir("/cita"); len(names) > 0 {
+		t.Errorf("the host's /cita is not empty: %v", names)
 	}
 }

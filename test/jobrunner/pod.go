@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -178,7 +179,7 @@ func (p *podRun) loop(pod *corev1.Pod) {
 	}
 
 	startedAt := time.Now()
-	cmd, err := startContainer(spec, out)
+	cmd, err := p.r.spawner.start(spec, out)
 	if err != nil {
 		p.logf("container did not start: %v", err)
 		p.record(func(r *Run) {
@@ -588,41 +589,7 @@ func (p *podRun) prepare(ctx context.Context, pod *corev1.Pod, c *corev1.Contain
 		envMap[k] = v
 	}
 	spec := &containerSpec{Env: env, WorkingDir: c.WorkingDir}
-	roots := map[string]bool{}
-	plan := func(target string) error {
-		if !filepath.IsAbs(target) {
-			return fmt.Errorf("mount path %q is not absolute", target)
-		}
-		clean := filepath.Clean(target)
-		if isUnder(clean, "/dev") {
-			return nil
-		}
-		top := "/" + strings.SplitN(strings.TrimPrefix(clean, "/"), "/", 2)[0]
-		switch top {
-		case "/", "/proc", "/sys":
-			return fmt.Errorf("mount path %q: the runner does not mount at or below %s", target, top)
-		}
-		if roots[top] {
-			return nil
-		}
-		if _, err := os.Lstat(top); os.IsNotExist(err) {
-			if err := os.Mkdir(top, 0o755); err != nil && !os.IsExist(err) {
-				return fmt.Errorf("creating the mount root %s on the host: %w", top, err)
-			}
-			p.r.opts.Logf("jobrunner: created the empty directory %s on the host: containers get a tmpfs over it, their mount points inside", top)
-		}
-		if empty, err := dirEmpty(top); err != nil {
-			return err
-		} else if empty {
-			roots[top] = true
-			return nil
-		}
-		if _, err := os.Stat(clean); err == nil {
-			return nil // bound over the host's path, in the container's namespace only
-		}
-		return fmt.Errorf("mount path %q: %s is not empty on the host and %s does not exist there; the runner creates mount points only below an empty top-level directory", target, top, clean)
-	}
-
+	plan := &mountPlan{protect: p.r.protect, logf: p.r.opts.Logf}
 	vols := map[string]corev1.Volume{}
 	for _, v := range pod.Spec.Volumes {
 		vols[v.Name] = v
@@ -656,10 +623,11 @@ func (p *podRun) prepare(ctx context.Context, pod *corev1.Pod, c *corev1.Contain
 		if err != nil {
 			return nil, fmt.Errorf("volume %q: %w", v.Name, err)
 		}
-		if err := plan(m.MountPath); err != nil {
+		target, err := plan.target(m.MountPath)
+		if err != nil {
 			return nil, err
 		}
-		spec.Mounts = append(spec.Mounts, mountSpec{Source: src, Target: filepath.Clean(m.MountPath), ReadOnly: ro || m.ReadOnly, File: !fi.IsDir()})
+		spec.Mounts = append(spec.Mounts, mountSpec{Source: src, Target: target, ReadOnly: ro || m.ReadOnly, File: !fi.IsDir()})
 	}
 	termPath := c.TerminationMessagePath
 	if termPath == "" {
@@ -673,14 +641,21 @@ func (p *podRun) prepare(ctx context.Context, pod *corev1.Pod, c *corev1.Contain
 	if err := os.Chmod(termFile, 0o666); err != nil {
 		return nil, err
 	}
-	if err := plan(termPath); err != nil {
+	target, err := plan.target(termPath)
+	if err != nil {
 		return nil, err
 	}
-	spec.Mounts = append(spec.Mounts, mountSpec{Source: termFile, Target: filepath.Clean(termPath), File: true})
-	for r := range roots {
-		spec.TmpfsRoots = append(spec.TmpfsRoots, r)
-	}
+	spec.Mounts = append(spec.Mounts, mountSpec{Source: termFile, Target: target, File: true})
+	spec.TmpfsRoots = plan.roots
 	sort.Strings(spec.TmpfsRoots)
+	if spec.WorkingDir != "" {
+		// Resolved like a mount path; a missing one is made (runc does).
+		if spec.WorkingDir, err = plan.target(spec.WorkingDir); err != nil {
+			return nil, fmt.Errorf("working directory: %w", err)
+		}
+		spec.TmpfsRoots = plan.roots
+		sort.Strings(spec.TmpfsRoots)
+	}
 
 	if len(c.Command) == 0 {
 		return nil, errors.New("the container has no command: the runner has no image entrypoint to fall back on")
@@ -726,6 +701,20 @@ func (p *podRun) volumeSource(ctx context.Context, pod *corev1.Pod, v corev1.Vol
 			data = s.Data
 		}
 		return dir, true, writeKeys(dir, data, v.Secret.Items, v.Secret.DefaultMode, ptr.Deref(v.Secret.Optional, false))
+	case v.Projected != nil:
+		return dir, true, p.writeProjected(ctx, pod, v.Projected, dir)
+	case v.DownwardAPI != nil:
+		data := map[string][]byte{}
+		var items []corev1.KeyToPath
+		for _, it := range v.DownwardAPI.Items {
+			b, err := downwardValue(pod, it)
+			if err != nil {
+				return "", false, err
+			}
+			data[it.Path] = b
+			items = append(items, corev1.KeyToPath{Key: it.Path, Path: it.Path, Mode: it.Mode})
+		}
+		return dir, true, writeKeys(dir, data, items, v.DownwardAPI.DefaultMode, false)
 	case v.EmptyDir != nil:
 		return dir, false, os.MkdirAll(dir, 0o777)
 	case v.HostPath != nil:
@@ -736,7 +725,129 @@ func (p *podRun) volumeSource(ctx context.Context, pod *corev1.Pod, v corev1.Vol
 		}
 		return v.HostPath.Path, false, nil
 	}
-	return "", false, errors.New("unsupported volume type (the runner knows persistentVolumeClaim, configMap, secret, emptyDir, hostPath)")
+	return "", false, errors.New("unsupported volume type (the runner knows persistentVolumeClaim, configMap, secret, projected, downwardAPI, emptyDir, hostPath)")
+}
+
+// writeProjected writes a projected volume: ConfigMaps, Secrets, downward API
+// items and a service account token from the TokenRequest API (what a pod's
+// kube-api-access volume holds).
+func (p *podRun) writeProjected(ctx context.Context, pod *corev1.Pod, v *corev1.ProjectedVolumeSource, dir string) error {
+	for _, src := range v.Sources {
+		data := map[string][]byte{}
+		var items []corev1.KeyToPath
+		optional := false
+		switch {
+		case src.ConfigMap != nil:
+			optional = ptr.Deref(src.ConfigMap.Optional, false)
+			cm, err := p.r.client.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, src.ConfigMap.Name, metav1.GetOptions{})
+			if err != nil && !(apierrors.IsNotFound(err) && optional) {
+				return fmt.Errorf("configmap %q: %w", src.ConfigMap.Name, err)
+			}
+			if err == nil {
+				for k, s := range cm.Data {
+					data[k] = []byte(s)
+				}
+				for k, b := range cm.BinaryData {
+					data[k] = b
+				}
+			}
+			items = src.ConfigMap.Items
+		case src.Secret != nil:
+			optional = ptr.Deref(src.Secret.Optional, false)
+			sec, err := p.r.client.CoreV1().Secrets(pod.Namespace).Get(ctx, src.Secret.Name, metav1.GetOptions{})
+			if err != nil && !(apierrors.IsNotFound(err) && optional) {
+				return fmt.Errorf("secret %q: %w", src.Secret.Name, err)
+			}
+			if err == nil {
+				data = sec.Data
+			}
+			items = src.Secret.Items
+		case src.DownwardAPI != nil:
+			for _, it := range src.DownwardAPI.Items {
+				b, err := downwardValue(pod, it)
+				if err != nil {
+					return err
+				}
+				data[it.Path] = b
+				items = append(items, corev1.KeyToPath{Key: it.Path, Path: it.Path, Mode: it.Mode})
+			}
+		case src.ServiceAccountToken != nil:
+			sa := pod.Spec.ServiceAccountName
+			if sa == "" {
+				sa = "default"
+			}
+			req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+				ExpirationSeconds: src.ServiceAccountToken.ExpirationSeconds,
+				BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
+			}}
+			if a := src.ServiceAccountToken.Audience; a != "" {
+				req.Spec.Audiences = []string{a}
+			}
+			tok, err := p.r.client.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, req, metav1.CreateOptions{})
+			if err != nil {
+				return fmt.Errorf("service account token of %q: %w", sa, err)
+			}
+			data["token"] = []byte(tok.Status.Token)
+			items = []corev1.KeyToPath{{Key: "token", Path: src.ServiceAccountToken.Path}}
+		default:
+			return errors.New("unsupported projected volume source")
+		}
+		if err := writeKeys(dir, data, items, v.DefaultMode, optional); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// downwardValue is one downward API file's content.
+func downwardValue(pod *corev1.Pod, it corev1.DownwardAPIVolumeFile) ([]byte, error) {
+	if it.FieldRef == nil {
+		return nil, fmt.Errorf("downward API %s: only fieldRef is supported by the runner", it.Path)
+	}
+	switch it.FieldRef.FieldPath {
+	case "metadata.labels", "metadata.annotations":
+		m := pod.Labels
+		if it.FieldRef.FieldPath == "metadata.annotations" {
+			m = pod.Annotations
+		}
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var b strings.Builder
+		for _, k := range keys {
+			fmt.Fprintf(&b, "%s=%q\n", k, m[k])
+		}
+		return []byte(b.String()), nil
+	}
+	v, err := fieldValue(pod, it.FieldRef.FieldPath)
+	return []byte(v), err
+}
+
+// fieldValue resolves the fieldRefs the runner knows.
+func fieldValue(pod *corev1.Pod, path string) (string, error) {
+	switch path {
+	case "metadata.name":
+		return pod.Name, nil
+	case "metadata.namespace":
+		return pod.Namespace, nil
+	case "metadata.uid":
+		return string(pod.UID), nil
+	case "spec.nodeName":
+		return pod.Spec.NodeName, nil
+	case "spec.serviceAccountName":
+		return pod.Spec.ServiceAccountName, nil
+	case "status.hostIP":
+		return "127.0.0.1", nil
+	}
+	if k, ok := strings.CutPrefix(path, "metadata.labels['"); ok {
+		return pod.Labels[strings.TrimSuffix(k, "']")], nil
+	}
+	if k, ok := strings.CutPrefix(path, "metadata.annotations['"); ok {
+		return pod.Annotations[strings.TrimSuffix(k, "']")], nil
+	}
+	return "", fmt.Errorf("fieldRef %s is not supported by the runner", path)
 }
 
 // writeKeys writes a ConfigMap's or Secret's keys as files, as the kubelet
@@ -796,19 +907,9 @@ func containerEnv(pod *corev1.Pod, c *corev1.Container) ([]string, error) {
 			if f == nil {
 				return nil, fmt.Errorf("env %s: only fieldRef is supported by the runner", e.Name)
 			}
-			switch f.FieldPath {
-			case "metadata.name":
-				v = pod.Name
-			case "metadata.namespace":
-				v = pod.Namespace
-			case "metadata.uid":
-				v = string(pod.UID)
-			case "spec.nodeName":
-				v = pod.Spec.NodeName
-			case "spec.serviceAccountName":
-				v = pod.Spec.ServiceAccountName
-			default:
-				return nil, fmt.Errorf("env %s: fieldRef %s is not supported by the runner", e.Name, f.FieldPath)
+			var err error
+			if v, err = fieldValue(pod, f.FieldPath); err != nil {
+				return nil, fmt.Errorf("env %s: %w", e.Name, err)
 			}
 		} else {
 			v = expandVars(v, vars)

@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -80,6 +81,8 @@ type Runner struct {
 	rmWork   bool
 	toolDirs map[string]string
 	calls    string
+	spawner  *spawner
+	protect  []string
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -189,7 +192,11 @@ func Start(ctx context.Context, opts Options) (*Runner, error) {
 	if r.toolDirs, err = writeToolDirs(r.workDir, jobBinary, r.calls); err != nil {
 		return nil, err
 	}
+	r.protect = protectedPaths(append([]string{r.workDir, jobBinary},
+		strings.Split(r.containerPath(jobargs.CloudOpCurrent), ":")...)...)
+	r.spawner = newSpawner()
 	if err := r.selfTest(); err != nil {
+		r.spawner.stop()
 		r.cleanWork()
 		return nil, err
 	}
@@ -209,7 +216,7 @@ func Start(ctx context.Context, opts Options) (*Runner, error) {
 		UpdateFunc: func(_, obj any) { r.onPod(obj) },
 		DeleteFunc: r.onPodDeleted,
 	}); err != nil {
-		r.cancel()
+		r.Stop()
 		return nil, err
 	}
 	r.factory.Start(r.ctx.Done())
@@ -240,7 +247,7 @@ func (r *Runner) selfTest() error {
 		return err
 	}
 	defer out.Close()
-	cmd, err := startContainer(&containerSpec{
+	cmd, err := r.spawner.start(&containerSpec{
 		Argv: []string{"cloud-op", "--help"},
 		Env:  []string{"PATH=" + r.containerPath(jobargs.CloudOpCurrent)},
 		Path: r.containerPath(jobargs.CloudOpCurrent),
@@ -274,6 +281,7 @@ func (r *Runner) Stop() {
 		if r.factory != nil {
 			r.factory.Shutdown()
 		}
+		r.spawner.stop()
 		r.cleanWork()
 	})
 }
