@@ -64,8 +64,9 @@ func init() {
 	}
 }
 
-// containerMain runs in a fresh mount namespace with private propagation (the
-// runner starts it with Unshareflags CLONE_NEWNS, and Go remounts / MS_PRIVATE
+// containerMain runs as PID 1 of a new PID namespace, in a fresh mount
+// namespace with private propagation (the runner starts it with Cloneflags
+// CLONE_NEWPID and Unshareflags CLONE_NEWNS, and Go remounts / MS_PRIVATE
 // recursively). It reports a setup failure on fd 3, which closes on a
 // successful exec, so the runner tells "could not start" from "ran and failed".
 func containerMain(specJSON string) int {
@@ -219,6 +220,11 @@ func setUpMounts(spec *containerSpec) error {
 			return err
 		}
 	}
+	// Last, as the sources above are reached through /proc/self/fd: a /proc
+	// of the container's PID namespace (ps sees only the container).
+	if err := syscall.Mount("proc", "/proc", "proc", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, ""); err != nil {
+		fmt.Fprintf(os.Stderr, "jobrunner: warning: the container sees the host's /proc: mounting its own: %v\n", err)
+	}
 	return nil
 }
 
@@ -332,6 +338,10 @@ func startContainer(spec *containerSpec, out io.Writer) (*exec.Cmd, error) {
 		Stderr:     out,
 		ExtraFiles: []*os.File{wr},
 		SysProcAttr: &syscall.SysProcAttr{
+			// The container's command is PID 1 of a PID namespace of its
+			// own: when it dies, the kernel kills whatever it left (cloud-op,
+			// a sleep), even when the runner itself was killed.
+			Cloneflags:   syscall.CLONE_NEWPID,
 			Unshareflags: syscall.CLONE_NEWNS,
 			// Its own group: the runner kills the container with everything
 			// it started (cloud-op, its children) at once.

@@ -577,6 +577,7 @@ echo "dev=$(ls /dev | tr '\n' ' ')"
 if echo x > /dev/null && head -c 4 /dev/urandom | wc -c | grep -q 4; then echo devices=ok; fi
 if test -s /var/run/secrets/kubernetes.io/serviceaccount/token; then echo token=ok; fi
 echo "sa-namespace=$(cat /var/run/secrets/kubernetes.io/serviceaccount/namespace)"
+echo "pid1=$(cat /proc/1/comm)"
 echo "job=$(command -v cita-node-job)"
 echo "cloud-op=$(command -v cloud-op)"
 `
@@ -627,7 +628,7 @@ func (e *env) testContainerView(t *testing.T) {
 	for _, want := range []string{
 		"cwd=/cita/node\n", "pod=" + pod.Name + "\n", "uid=0\n", "config=[network_zenoh]\n",
 		"cita=backup config node \n", "backup=read-only\n", "node=writable\n", "devices=ok\n",
-		"token=ok\n", "sa-namespace=" + f.ns + "\n",
+		"token=ok\n", "sa-namespace=" + f.ns + "\n", "pid1=sh\n",
 		"job=" + filepath.Join(e.runner.WorkDir(), "bin", run.CloudOp, "cita-node-job") + "\n",
 		"cloud-op=" + filepath.Join(e.runner.WorkDir(), "bin", run.CloudOp, "cloud-op") + "\n",
 	} {

@@ -8,14 +8,18 @@
 // kubelet would, so that kube-controller-manager's Job controller marks the
 // Jobs Complete or Failed.
 //
-// Each container runs in a private mount namespace: the runner re-executes its
-// own binary (/proc/self/exe; this package's init turns it into a helper) with
-// unshare(CLONE_NEWNS), the helper mounts a tmpfs on /dev (with /dev/null,
+// Each container runs in a private mount namespace and PID namespace: the
+// runner re-executes its own binary (/proc/self/exe; this package's init turns
+// it into a helper) with clone(CLONE_NEWPID) and unshare(CLONE_NEWNS) (mount
+// propagation private), the helper mounts a tmpfs on /dev (with /dev/null,
 // /dev/zero, /dev/full, /dev/random, /dev/urandom, /dev/tty bound back in), a
-// tmpfs over each top-level directory a mount path needs (/cita, created empty
-// on the host if missing), binds the volumes and the termination-log file, and
-// execs the command with a PATH that starts with cita-node-job and a fake
-// cloud-op (see Options.CloudOp). It needs root (CAP_SYS_ADMIN).
+// tmpfs where mount points must be made (over the deepest existing ancestor of
+// a missing mount path: /cita, which the runner creates empty on the host when
+// missing; see mountPlan), binds the volumes (read-only ones remounted
+// read-only) and the termination-log file, and a /proc of its own, and execs the command — PID 1 of its namespace, so the
+// kernel kills whatever it leaves when it ends — with a PATH that starts with
+// cita-node-job and a fake cloud-op (see Options.CloudOp). It needs root
+// (CAP_SYS_ADMIN).
 package jobrunner
 
 import (
