@@ -141,6 +141,7 @@ func TestJobRunner(t *testing.T) {
 			{"UnpullableImage", e.testUnpullable},
 			{"DeletedPodIsKilled", e.testDeletedPod},
 			{"ActiveDeadlineKills", e.testDeadline},
+			{"ForceDeletedPodIsKilledAtOnce", e.testForceDeleted},
 			{"ContainerView", e.testContainerView},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -665,5 +666,32 @@ func (e *env) testContainerView(t *testing.T) {
 	}
 	if names, _ := os.ReadDir("/cita"); len(names) > 0 {
 		t.Errorf("the host's /cita is not empty: %v", names)
+	}
+}
+
+// testForceDeleted: a pod deleted with a grace period of 0 gets SIGKILL at
+// once, although its cloud-op ignores SIGTERM and the runner's KillGrace is 2s.
+func (e *env) testForceDeleted(t *testing.T) {
+	f := e.newFixture(t)
+	f.createJob(jobSpec{name: "forced", args: jobargs.Args{
+		Op: jobargs.OpFallback, NodeRoot: jobargs.NodeRootMountPath, BlockHeight: jobrunner.HangHeight,
+		ConfigPath: jobargs.ConfigMountPath + "/" + jobargs.ConfigFileName,
+	}})
+	pod := f.jobPod("forced")
+	pid := f.waitRunning(pod.Name, jobrunner.HangHeight)
+	deleted := time.Now()
+	if err := f.client.CoreV1().Pods(f.ns).Delete(t.Context(), pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitPodGone(pod.Name)
+	if alive(pid) {
+		t.Errorf("process %d still alive after its pod was force-deleted", pid)
+	}
+	run, _ := e.runner.PodRun(f.ns, pod.Name)
+	if !run.Killed || run.ExitCode != 137 {
+		t.Errorf("runner's record %+v, want killed with 137", run)
+	}
+	if d := run.FinishedAt.Sub(deleted); d > 1500*time.Millisecond {
+		t.Errorf("killed %s after the forced deletion, want at once", d)
 	}
 }

@@ -225,6 +225,11 @@ wait:
 			p.mu.Lock()
 			grace := p.grace
 			p.mu.Unlock()
+			if grace <= 0 {
+				p.logf("deleted: killing the container")
+				signal(syscall.SIGKILL)
+				continue
+			}
 			p.logf("deleted: stopping the container (SIGTERM, SIGKILL after %s)", grace)
 			signal(syscall.SIGTERM)
 			killTimer = time.After(grace)

@@ -20,6 +20,23 @@
 // kernel kills whatever it leaves when it ends — with a PATH that starts with
 // cita-node-job and a fake cloud-op (see Options.CloudOp). It needs root
 // (CAP_SYS_ADMIN).
+//
+// Use (a test or the demo, as root):
+//
+//	cluster, err := localcluster.Start(ctx, localcluster.Options{LeavePodsWithLabel: localcluster.JobPodLabel})
+//	...
+//	runner, err := jobrunner.Start(ctx, jobrunner.Options{Cluster: cluster, JobBinary: "bin/cita-node-job"})
+//	...
+//	defer cluster.Stop()
+//	defer runner.Stop() // first: it kills the containers still running
+//
+// The fake cloud-op speaks each generation's command line exactly (anything
+// else exits 2), rolls back by writing chain_data/FALLBACK_HEIGHT, snapshots by
+// copying chain_data and data to P/<h>, and has test hooks by height:
+// FailHeight fails with FailReason on stderr, SlowHeight sleeps until SIGTERM,
+// HangHeight ignores SIGTERM. Every call is recorded (CloudOpCalls). An image
+// whose name contains UnpullableImage never runs (ErrImagePull, then
+// ImagePullBackOff).
 package jobrunner
 
 import (
@@ -70,8 +87,9 @@ type Options struct {
 	// labels (the cluster's LeavePodsOnNodes).
 	Nodes []string
 	// KillGrace is the longest wait between SIGTERM and SIGKILL when a running
-	// pod is deleted (its deletionGracePeriodSeconds is used when shorter);
-	// default 10s.
+	// pod is deleted (its deletionGracePeriodSeconds is used when shorter, and
+	// 0 means SIGKILL at once, as for a forced deletion); default 10s,
+	// negative: always SIGKILL at once.
 	KillGrace time.Duration
 	// Logf reports what the runner does; nil is quiet.
 	Logf func(format string, args ...any)
@@ -140,8 +158,11 @@ func Start(ctx context.Context, opts Options) (*Runner, error) {
 	if opts.Label == "" {
 		opts.Label = localcluster.JobPodLabel
 	}
-	if opts.KillGrace <= 0 {
+	switch {
+	case opts.KillGrace == 0:
 		opts.KillGrace = 10 * time.Second
+	case opts.KillGrace < 0:
+		opts.KillGrace = 0
 	}
 	if opts.CloudOp == "" {
 		opts.CloudOp = jobargs.CloudOpCurrent
