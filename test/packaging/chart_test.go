@@ -1,0 +1,251 @@
+package packaging
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
+)
+
+func TestHelmLint(t *testing.T) {
+	helm := tool(t, "helm")
+	for name, args := range map[string][]string{
+		"default values":    nil,
+		"watchNamespace":    {"--set", "watchNamespace=app-rivspace"},
+		"serviceMonitor":    {"--set", "metrics.serviceMonitor.enabled=true"},
+		"one replica alone": {"--set", "replicaCount=1", "--set", "leaderElection.enabled=false"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			out := run(t, helmEnv(t), helm, append([]string{"lint", "--strict", chartDir}, args...)...)
+			for _, line := range strings.Split(out, "\n") {
+				if strings.Contains(line, "[WARNING]") || strings.Contains(line, "[ERROR]") {
+					t.Errorf("helm lint: %s", line)
+				}
+			}
+		})
+	}
+}
+
+func TestTemplateKinds(t *testing.T) {
+	tests := map[string]struct {
+		args []string
+		want []string
+	}{
+		"default values: cluster-wide": {
+			want: []string{
+				"ServiceAccount cita/cita-node-operator",
+				"ClusterRole cita-node-operator",
+				"ClusterRole cita-node-operator-nodes",
+				"ClusterRoleBinding cita-node-operator",
+				"ClusterRoleBinding cita-node-operator-nodes",
+				"Role cita/cita-node-operator-leader-election",
+				"RoleBinding cita/cita-node-operator-leader-election",
+				"Service cita/cita-node-operator-metrics",
+				"Deployment cita/cita-node-operator",
+			},
+		},
+		"watchNamespace: a Role there": {
+			args: []string{"--set", "watchNamespace=app-rivspace"},
+			want: []string{
+				"ServiceAccount cita/cita-node-operator",
+				"ClusterRole cita-node-operator-nodes",
+				"ClusterRoleBinding cita-node-operator-nodes",
+				"Role app-rivspace/cita-node-operator",
+				"Role cita/cita-node-operator-leader-election",
+				"RoleBinding app-rivspace/cita-node-operator",
+				"RoleBinding cita/cita-node-operator-leader-election",
+				"Service cita/cita-node-operator-metrics",
+				"Deployment cita/cita-node-operator",
+			},
+		},
+		"serviceMonitor only when enabled": {
+			args: []string{"--set", "metrics.serviceMonitor.enabled=true"},
+			want: []string{
+				"ServiceAccount cita/cita-node-operator",
+				"ClusterRole cita-node-operator",
+				"ClusterRole cita-node-operator-nodes",
+				"ClusterRoleBinding cita-node-operator",
+				"ClusterRoleBinding cita-node-operator-nodes",
+				"Role cita/cita-node-operator-leader-election",
+				"RoleBinding cita/cita-node-operator-leader-election",
+				"Service cita/cita-node-operator-metrics",
+				"Deployment cita/cita-node-operator",
+				"ServiceMonitor cita/cita-node-operator",
+			},
+		},
+		"no RBAC, no ServiceAccount, no metrics Service": {
+			args: []string{"--set", "rbac.create=false", "--set", "serviceAccount.create=false",
+				"--set", "serviceAccount.name=existing", "--set", "metrics.service.enabled=false"},
+			want: []string{"Deployment cita/cita-node-operator"},
+		},
+		"no leader election with one replica: no Lease Role": {
+			args: []string{"--set", "replicaCount=1", "--set", "leaderElection.enabled=false"},
+			want: []string{
+				"ServiceAccount cita/cita-node-operator",
+				"ClusterRole cita-node-operator",
+				"ClusterRole cita-node-operator-nodes",
+				"ClusterRoleBinding cita-node-operator",
+				"ClusterRoleBinding cita-node-operator-nodes",
+				"Service cita/cita-node-operator-metrics",
+				"Deployment cita/cita-node-operator",
+			},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got := kindsOf(parseObjects(t, helmTemplate(t, tc.args...)))
+			slices.Sort(got)
+			want := slices.Sorted(slices.Values(tc.want))
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("rendered objects (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestTemplateRefusesUnsafeValues(t *testing.T) {
+	helm := tool(t, "helm")
+	tests := map[string]struct {
+		args []string
+		want string
+	}{
+		"two replicas without leader election": {
+			[]string{"--set", "leaderElection.enabled=false"}, "needs leaderElection.enabled"},
+		"the original project's job image": {
+			[]string{"--set", "jobImage.repository=citacloud/cita-node-job"}, "original project's cita-node-job"},
+		"a ServiceMonitor without the Service": {
+			[]string{"--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.service.enabled=false"}, "needs metrics.service.enabled"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			args := append([]string{"template", releaseName, chartDir, "--namespace", releaseNS}, tc.args...)
+			_, err := runErr(t, helmEnv(t), helm, args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("helm template %v: error %v, want one containing %q", tc.args, err, tc.want)
+			}
+		})
+	}
+}
+
+func renderedDeployment(t *testing.T, args ...string) *appsv1.Deployment {
+	t.Helper()
+	u := find(parseObjects(t, helmTemplate(t, args...)), "Deployment", releaseName)
+	if u == nil {
+		t.Fatal("no Deployment rendered")
+	}
+	return convert[appsv1.Deployment](t, u)
+}
+
+func TestDeploymentArgsMapToOperatorFlags(t *testing.T) {
+	tests := map[string]struct {
+		args []string
+		want []string
+	}{
+		"default values": {
+			want: []string{
+				"--job-image=ghcr.io/cita-cloud/cita-node-operator-job:0.1.0",
+				"--workers=8",
+				"--leader-elect=true",
+				"--leader-elect-namespace=cita",
+				"--leader-elect-id=cita-node-operator",
+				"--metrics-bind-address=:8080",
+				"--health-probe-bind-address=:8081",
+			},
+		},
+		"watchNamespace, job image, extra args": {
+			args: []string{"--set", "watchNamespace=app-rivspace", "--set", "jobImage.tag=v1.2.3",
+				"--set", "workers=3", "--set", "extraArgs={--stop-timeout=15m,-v=4}"},
+			want: []string{
+				"--job-image=ghcr.io/cita-cloud/cita-node-operator-job:v1.2.3",
+				"--namespace=app-rivspace",
+				"--workers=3",
+				"--leader-elect=true",
+				"--leader-elect-namespace=cita",
+				"--leader-elect-id=cita-node-operator",
+				"--metrics-bind-address=:8080",
+				"--health-probe-bind-address=:8081",
+				"--stop-timeout=15m",
+				"-v=4",
+			},
+		},
+		"leader election off": {
+			args: []string{"--set", "replicaCount=1", "--set", "leaderElection.enabled=false"},
+			want: []string{
+				"--job-image=ghcr.io/cita-cloud/cita-node-operator-job:0.1.0",
+				"--workers=8",
+				"--leader-elect=false",
+				"--metrics-bind-address=:8080",
+				"--health-probe-bind-address=:8081",
+			},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			d := renderedDeployment(t, tc.args...)
+			if diff := cmp.Diff(tc.want, d.Spec.Template.Spec.Containers[0].Args); diff != "" {
+				t.Errorf("operator args (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestDeploymentHardening(t *testing.T) {
+	d := renderedDeployment(t)
+	pod := d.Spec.Template.Spec
+	if got := ptr.Deref(d.Spec.Replicas, 1); got != 2 {
+		t.Errorf("replicas = %d, want 2", got)
+	}
+	if pod.ServiceAccountName != releaseName {
+		t.Errorf("serviceAccountName = %q, want %q", pod.ServiceAccountName, releaseName)
+	}
+	wantPod := &corev1.PodSecurityContext{
+		RunAsNonRoot:   ptr.To(true),
+		RunAsUser:      ptr.To[int64](65532),
+		RunAsGroup:     ptr.To[int64](65532),
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+	if diff := cmp.Diff(wantPod, pod.SecurityContext); diff != "" {
+		t.Errorf("pod securityContext (-want +got):\n%s", diff)
+	}
+	if len(pod.Containers) != 1 {
+		t.Fatalf("%d containers, want 1", len(pod.Containers))
+	}
+	c := pod.Containers[0]
+	if c.Image != "ghcr.io/cita-cloud/cita-node-operator:0.1.0" {
+		t.Errorf("image = %q", c.Image)
+	}
+	wantContainer := &corev1.SecurityContext{
+		ReadOnlyRootFilesystem:   ptr.To(true),
+		AllowPrivilegeEscalation: ptr.To(false),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+	}
+	if diff := cmp.Diff(wantContainer, c.SecurityContext); diff != "" {
+		t.Errorf("container securityContext (-want +got):\n%s", diff)
+	}
+	probe := func(p *corev1.Probe) string {
+		if p == nil || p.HTTPGet == nil {
+			return "none"
+		}
+		port := p.HTTPGet.Port.String()
+		for _, cp := range c.Ports {
+			if cp.Name == port {
+				port = cp.Name + "=" + strconv.Itoa(int(cp.ContainerPort))
+			}
+		}
+		return p.HTTPGet.Path + " on " + port
+	}
+	if got := probe(c.LivenessProbe); got != "/healthz on health=8081" {
+		t.Errorf("liveness probe: %s, want /healthz on health=8081", got)
+	}
+	if got := probe(c.ReadinessProbe); got != "/readyz on health=8081" {
+		t.Errorf("readiness probe: %s, want /readyz on health=8081", got)
+	}
+	if c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+		t.Errorf("resources: want memory request and limit, got %v", c.Resources)
+	}
+}
