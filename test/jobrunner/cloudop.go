@@ -23,6 +23,9 @@ const (
 	// HangHeight: cloud-op ignores SIGTERM and sleeps: only the runner's
 	// SIGKILL of the process group ends it.
 	HangHeight int64 = 777777777
+	// DelayHeight + s (s < 100): cloud-op sleeps s seconds, then does its
+	// work normally, so that a test can watch an operation while it runs.
+	DelayHeight int64 = 600000000
 )
 
 // FailReason is the stderr line of the fake cloud-op at FailHeight.
@@ -166,6 +169,9 @@ case "$height" in
 %[7]d) exec sleep 600 ;;
 %[8]d) trap '' TERM INT; exec sleep 600 ;;
 esac
+if [ "$height" -ge %[10]d ] && [ "$height" -lt $((%[10]d + 100)) ]; then
+	sleep $((height - %[10]d))
+fi
 
 clear_consensus() {
 	if [ -n "$clear" ]; then rm -rf "$root/raft-data-dir" "$root/overlord_wal"; fi
@@ -192,7 +198,7 @@ restore)
 	echo "recovered state of height $height" ;;
 esac
 exit 0
-`, gen, cloudOpHelp[gen], callsFile, parse, FailHeight, FailReason, SlowHeight, HangHeight, FallbackMarker)
+`, gen, cloudOpHelp[gen], callsFile, parse, FailHeight, FailReason, SlowHeight, HangHeight, FallbackMarker, DelayHeight)
 }
 
 // writeToolDirs makes, for each generation, a directory holding the fake

@@ -178,6 +178,9 @@ func (p *podRun) loop(pod *corev1.Pod) {
 		}
 	}
 
+	if hook := p.r.opts.BeforeStart; hook != nil {
+		hook(p.ns, p.name)
+	}
 	startedAt := time.Now()
 	cmd, err := p.r.spawner.start(spec, out)
 	if err != nil {

@@ -93,6 +93,10 @@ type Options struct {
 	KillGrace time.Duration
 	// Logf reports what the runner does; nil is quiet.
 	Logf func(format string, args ...any)
+	// BeforeStart, if set, is called just before a pod's container process
+	// starts, as a kubelet would start it: tests check there what must hold
+	// while a Job runs (its node is stopped).
+	BeforeStart func(namespace, name string)
 }
 
 // Runner executes pods until Stop.
