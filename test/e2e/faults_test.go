@@ -147,7 +147,10 @@ func TestOperatorKilledAtEveryStep(t *testing.T) {
 		reached func() bool
 	}{
 		{"locked and stopped", func() bool { return n.annotations(t)["citacloud.rivtower.com/operation"] == "BlockHeightFallback/kf" }},
-		{"Job created", func() bool { _, err := env.kube.BatchV1().Jobs(ns).Get(env.ctx, "kf-fallback", metav1.GetOptions{}); return err == nil }},
+		{"Job created", func() bool {
+			_, err := env.kube.BatchV1().Jobs(ns).Get(env.ctx, "kf-fallback", metav1.GetOptions{})
+			return err == nil
+		}},
 		{"Job running", func() bool {
 			p, err := env.kube.CoreV1().Pods(ns).List(env.ctx, metav1.ListOptions{LabelSelector: "job-name=kf-fallback"})
 			return err == nil && len(p.Items) > 0 && p.Items[0].Status.Phase == "Running"
