@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned"
 	"github.com/cita-cloud/cita-node-operator/test/localcluster"
@@ -53,6 +54,8 @@ func run(m *testing.M) int {
 	code := m.Run()
 	if code != 0 {
 		fmt.Fprintf(os.Stderr, "e2e logs (operator, control plane): %s\n", env.logDir)
+	} else if env.logDir != "" {
+		os.RemoveAll(env.logDir)
 	}
 	return code
 }
@@ -135,18 +138,46 @@ func setUp(ctx context.Context) (func(), error) {
 		return cleanup, err
 	}
 
+	// The chart installs the operator's ServiceAccount and RBAC (the
+	// Deployment at 0 replicas: no image runs here); the operator process
+	// then authenticates as that ServiceAccount, so every scenario proves
+	// the chart's least-privilege RBAC sufficient.
+	helm := exec.Command(filepath.Join(env.bin, "helm"), "install", "cita-node-operator", filepath.Join(repo, "charts/cita-node-operator"),
+		"--namespace", "cita", "--create-namespace", "--set", "replicaCount=0", "--kubeconfig", env.kubeconfig)
+	if out, err := helm.CombinedOutput(); err != nil {
+		return cleanup, fmt.Errorf("helm install: %v: %s", err, out)
+	}
+	operatorKubeconfig, err := impersonating(env.kubeconfig, filepath.Join(env.logDir, "operator.kubeconfig"), "cita", "cita-node-operator")
+	if err != nil {
+		return cleanup, err
+	}
+
 	stopRunner, err := startRunner(ctx)
 	if err != nil {
 		return cleanup, err
 	}
 	cleanups = append(cleanups, stopRunner)
 
-	env.operator = &operator{bin: filepath.Join(env.bin, "cita-node-operator"), kubeconfig: env.kubeconfig, logDir: env.logDir}
+	env.operator = &operator{bin: filepath.Join(env.bin, "cita-node-operator"), kubeconfig: operatorKubeconfig, logDir: env.logDir}
 	if err := env.operator.start(); err != nil {
 		return cleanup, err
 	}
 	cleanups = append(cleanups, func() { _ = env.operator.stop() })
 	return cleanup, nil
+}
+
+// impersonating writes a copy of the admin kubeconfig that acts as the
+// ServiceAccount namespace/name (the admin may impersonate).
+func impersonating(admin, out, namespace, name string) (string, error) {
+	cfg, err := clientcmd.LoadFromFile(admin)
+	if err != nil {
+		return "", err
+	}
+	for _, auth := range cfg.AuthInfos {
+		auth.Impersonate = "system:serviceaccount:" + namespace + ":" + name
+		auth.ImpersonateGroups = []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}
+	}
+	return out, clientcmd.WriteToFile(*cfg, out)
 }
 
 // kubectl runs the project's own kubectl against the cluster.

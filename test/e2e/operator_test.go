@@ -31,7 +31,11 @@ func (o *operator) start() error {
 	}
 	args := append([]string{
 		"--kubeconfig=" + o.kubeconfig,
-		"--leader-elect=false",
+		"--leader-elect=true",
+		"--leader-elect-namespace=cita",
+		"--leader-elect-lease-duration=4s",
+		"--leader-elect-renew-deadline=3s",
+		"--leader-elect-retry-period=500ms",
 		"--job-image=" + jobImage,
 		"--metrics-bind-address=0",
 		"--health-probe-bind-address=0",
