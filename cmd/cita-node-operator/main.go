@@ -131,6 +131,7 @@ func run(ctx context.Context, o *options) error {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	workqueue.SetProvider(newQueueMetrics(registry))
+	o.Metrics = registry
 
 	cfg, err := restConfig(o)
 	if err != nil {

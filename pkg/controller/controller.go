@@ -25,6 +25,8 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
 	"github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned"
 	citainformers "github.com/cita-cloud/cita-node-operator/pkg/generated/informers/externalversions/citacloud/v1"
@@ -50,6 +52,8 @@ type Config struct {
 	// WaitRecheck is how often an operation waiting for a node looks again
 	// even without an event.
 	WaitRecheck time.Duration
+	// Metrics, if set, receives the operator's metrics.
+	Metrics prometheus.Registerer
 }
 
 // DefaultConfig holds the defaults of the operator's flags.
@@ -100,6 +104,7 @@ type Controller struct {
 	kinds           []*kind
 	kindByName      map[string]*kind
 	synced          []cache.InformerSynced
+	metrics         *metrics
 }
 
 // Index names.
@@ -130,6 +135,7 @@ func NewController(ctx context.Context, kube kubernetes.Interface, cita versione
 		jobs:       inf.Jobs.Lister(),
 		podIndexer: inf.Pods.Informer().GetIndexer(),
 		kindByName: map[string]*kind{},
+		metrics:    newMetrics(),
 	}
 	c.listers.ConfigMapExists = c.configMapExists
 	c.citaListers.backups = inf.Backups.Lister()
@@ -186,6 +192,11 @@ func NewController(ctx context.Context, kube kubernetes.Interface, cita versione
 			return nil, err
 		}
 		c.synced = append(c.synced, h.informer.HasSynced)
+	}
+	if cfg.Metrics != nil {
+		if err := c.register(cfg.Metrics); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
 }

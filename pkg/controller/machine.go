@@ -52,13 +52,14 @@ func (c *Controller) syncOperation(ctx context.Context, k *kind, key cache.Objec
 	ctx = klog.NewContext(ctx, logger)
 
 	orig := op.obj.DeepCopyObject()
-	prevStep := op.status.Step
+	prevStep, prevPhase := op.status.Step, op.status.Status
 	after, stepErr := c.advance(ctx, op)
 
 	if !apiequality.Semantic.DeepEqual(orig, op.obj) {
 		if err := k.updateStatus(ctx, op); err != nil {
 			return errors.Join(stepErr, err)
 		}
+		c.observe(op, prevPhase)
 		if op.status.Step != prevStep {
 			eventType := eventNormal
 			if op.status.Status == citav1.PhaseFailed {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,9 @@ import (
 // it does in a cluster.
 type operator struct {
 	bin, kubeconfig, logDir string
+	// metricsAddr and healthAddr are loopback addresses chosen at the
+	// first start and kept across restarts.
+	metricsAddr, healthAddr string
 	extraArgs               []string
 	cmd                     *exec.Cmd
 	starts                  int
@@ -25,6 +29,15 @@ const jobImage = "e2e.local/cita-node-operator-job:e2e"
 
 func (o *operator) start() error {
 	o.starts++
+	if o.metricsAddr == "" {
+		var err error
+		if o.metricsAddr, err = freeAddr(); err != nil {
+			return err
+		}
+		if o.healthAddr, err = freeAddr(); err != nil {
+			return err
+		}
+	}
 	logFile, err := os.Create(filepath.Join(o.logDir, fmt.Sprintf("operator-%d.log", o.starts)))
 	if err != nil {
 		return err
@@ -37,8 +50,8 @@ func (o *operator) start() error {
 		"--leader-elect-renew-deadline=3s",
 		"--leader-elect-retry-period=500ms",
 		"--job-image=" + jobImage,
-		"--metrics-bind-address=0",
-		"--health-probe-bind-address=0",
+		"--metrics-bind-address=" + o.metricsAddr,
+		"--health-probe-bind-address=" + o.healthAddr,
 		"--stop-grace-period=10s",
 		"--stop-timeout=60s",
 		"--job-start-timeout=15s",
@@ -89,4 +102,14 @@ func (o *operator) stop() error {
 func (o *operator) restart() error {
 	o.kill()
 	return o.start()
+}
+
+// freeAddr is a loopback address with a port nobody listens on now.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }
