@@ -17,7 +17,7 @@ func locateCloudConfig(l Listers, t Target) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.DataSubPath, err = subPathOf(w, m, t.Name + "-0"); err != nil {
+	if n.DataSubPath, err = subPathOf(w, m, t.Name+"-0"); err != nil {
 		return nil, err
 	}
 	for _, v := range w.Template.Spec.Volumes {
