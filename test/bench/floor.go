@@ -1,0 +1,152 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
+
+	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
+	"github.com/cita-cloud/cita-node-operator/pkg/controller"
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
+)
+
+// floorJobSuffix names the floor's Jobs apart from the operator's.
+const floorJobSuffix = "floor"
+
+// runFloor does, for every node at once, what a StopAndStart
+// BlockHeightFallback does, with nothing but the writes it cannot do
+// without: scale to 0 (1 patch), wait on a watch until the pod is gone,
+// create the same Job the operator builds (1 create), wait on a watch until
+// it completes, scale back up (1 patch). Per node: start → scaled back up.
+func (e *env) runFloor(ctx context.Context, nodes []string) (*phaseResult, error) {
+	res := &phaseResult{name: "floor", latencies: make([]time.Duration, len(nodes))}
+	defaults := controller.DefaultConfig()
+	var wg sync.WaitGroup
+	errs := make([]error, len(nodes))
+	start := time.Now()
+	for i, name := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.Now()
+			errs[i] = e.floorOne(ctx, name, int64(defaults.JobActiveDeadline/time.Second))
+			res.latencies[i] = time.Since(t)
+		}()
+	}
+	wg.Wait()
+	res.wall = time.Since(start)
+	for i, err := range errs {
+		if err != nil {
+			res.failed++
+			if res.firstErr == "" {
+				res.firstErr = fmt.Sprintf("%s: %v", nodes[i], err)
+			}
+		}
+	}
+	logf("floor: %d nodes in %s (%d failed)", len(nodes), res.wall.Round(time.Millisecond), res.failed)
+	if res.failed > 0 {
+		return res, fmt.Errorf("%d floor runs failed, first: %s", res.failed, res.firstErr)
+	}
+	return res, nil
+}
+
+func (e *env) floorOne(ctx context.Context, name string, deadline int64) error {
+	node, err := nodeops.Locate(e.listers, nodeops.Target{Namespace: benchNS, Chain: benchChain, Name: name, Method: citav1.DeployMethodCloudConfig})
+	if err != nil {
+		return err
+	}
+	sts := e.kube.AppsV1().StatefulSets(benchNS)
+	if _, err := sts.Patch(ctx, name, types.MergePatchType, []byte(`{"spec":{"replicas":0}}`), metav1.PatchOptions{}); err != nil {
+		return err
+	}
+	if err := e.notify.waitFor(ctx, "pod/"+name, 5*time.Minute, func() bool {
+		pods, err := node.Pods(e.listers.Pods)
+		return err == nil && len(pods) == 0
+	}); err != nil {
+		return fmt.Errorf("pod not gone: %w", err)
+	}
+	args := jobargs.Args{
+		Op:          jobargs.OpFallback,
+		NodeRoot:    jobargs.NodeRootMountPath,
+		ConfigPath:  node.ConfigPath(),
+		BlockHeight: fallbackHeight,
+		Crypto:      node.Crypto,
+		Consensus:   node.Consensus,
+	}
+	if err := args.Validate(); err != nil {
+		return err
+	}
+	owner := node.Workload.Object
+	// Owned by the StatefulSet, not as its controller: the same Job as the
+	// operator's but for the owner the operator would be.
+	job := nodeops.Job(nodeops.JobRequest{
+		Name:      nodeops.JobName(name, floorJobSuffix),
+		Namespace: benchNS,
+		Owner: metav1.OwnerReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: owner.GetName(), UID: owner.GetUID(),
+			BlockOwnerDeletion: ptr.To(false)},
+		Image:                 jobImage,
+		Args:                  args,
+		Node:                  node,
+		ActiveDeadlineSeconds: deadline,
+	})
+	if _, err := e.kube.BatchV1().Jobs(benchNS).Create(ctx, job, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	var ok bool
+	if err := e.notify.waitFor(ctx, "job/"+job.Name, 5*time.Minute, func() bool {
+		obj, exists, err := e.jobs.GetByKey(benchNS + "/" + job.Name)
+		if err != nil || !exists {
+			return false
+		}
+		var done bool
+		done, ok = jobDone(obj.(*batchv1.Job))
+		return done
+	}); err != nil {
+		return fmt.Errorf("job: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("job %s failed", job.Name)
+	}
+	_, err = sts.Patch(ctx, name, types.MergePatchType, []byte(`{"spec":{"replicas":1}}`), metav1.PatchOptions{})
+	return err
+}
+
+// cleanFloor deletes the floor's Jobs and their pods, so the operator run
+// starts with the cluster as the floor found it, and waits until every node
+// runs again.
+func (e *env) cleanFloor(ctx context.Context) error {
+	start := time.Now()
+	err := forEach(ctx, e.nodes, e.cfg.parallel, func(ctx context.Context, name string) error {
+		err := e.kube.BatchV1().Jobs(benchNS).Delete(ctx, nodeops.JobName(name, floorJobSuffix),
+			metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 5*time.Minute, true, func(context.Context) (bool, error) {
+		return len(e.jobs.List()) == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("floor Jobs not gone: %w", err)
+	}
+	if err := e.waitNodesRunning(ctx, e.nodes); err != nil {
+		return fmt.Errorf("nodes not running again after the floor: %w", err)
+	}
+	logf("floor Jobs deleted, nodes running again, in %s", time.Since(start).Round(time.Millisecond))
+	return nil
+}

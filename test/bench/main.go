@@ -1,0 +1,222 @@
+//go:build linux
+
+// Command bench measures the operator against the floor on the real local
+// control plane (test/localcluster, test/jobrunner), in one run on one
+// machine (issue 7):
+//
+//  1. floor: for every node at once, a small direct client scales its
+//     StatefulSet to 0, waits until its pod is gone, creates the Job the
+//     operator would create (nodeops.Job from the same jobargs), waits for
+//     it to complete and scales back up;
+//  2. operator: bin/cita-node-operator as its own process, N
+//     BlockHeightFallback CRs applied at once, then a mixed run of every
+//     kind (Backup, Snapshot, ChangeOwner, BlockHeightFallback, Restore from
+//     a Complete Backup, Switchover on pairs) on distinct nodes;
+//  3. memory: the operator restarted with 1000 CRs stored, RSS after a GC.
+//
+// The operator talks to the apiserver through a counting TLS proxy on
+// loopback (see proxy.go), which is how its requests are counted by verb and
+// resource. It needs root (the job runner mounts volumes) and bin/ (make
+// tools build). Usage:
+//
+//	go run ./test/bench [-n 500] [-out bench/RESULTS.md]   # full run, ~10 minutes
+//	go run ./test/bench -n 50                               # quick mode, < 2 minutes
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type config struct {
+	n           int
+	mixedUnits  int
+	stored      int
+	parallel    int
+	kwokNodes   int
+	binDir      string
+	workDir     string
+	out         string
+	perf        bool
+	gcWait      time.Duration
+	opWorkers   int
+	operatorArg stringList
+	verbose     bool
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, " ") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func main() {
+	var c config
+	flag.IntVar(&c.n, "n", 500, "cloud-config nodes, and BlockHeightFallback operations in the operator run")
+	flag.IntVar(&c.mixedUnits, "mixed-units", -1, "units of the mixed run, 7 nodes and 6 operations each (Backup, Snapshot, ChangeOwner, BlockHeightFallback, Restore, Switchover of a pair); -1: min((n-1)/7, 20)")
+	flag.IntVar(&c.stored, "stored", -1, "CRs stored when the operator's memory is measured; -1: 1000 if n >= 500, else 0 (skipped: it waits up to -gc-wait for a GC)")
+	flag.IntVar(&c.parallel, "parallel", 32, "parallel requests when creating nodes and stored CRs")
+	flag.IntVar(&c.kwokNodes, "kwok-nodes", 0, "kwok machines (250 pods each); 0: enough for 2 pods per node")
+	flag.StringVar(&c.binDir, "bin", "", "directory of the binaries (make tools build); default: the repository's bin/")
+	flag.StringVar(&c.workDir, "work", "", "work directory of the control plane, kept for inspection; default: a temporary one, removed")
+	flag.StringVar(&c.out, "out", "", "also write the report (markdown) to this file")
+	flag.BoolVar(&c.perf, "perf", false, "record a CPU profile of the operator during the BlockHeightFallback run with perf (perf record -g)")
+	flag.DurationVar(&c.gcWait, "gc-wait", 135*time.Second, "longest wait for the restarted operator's first GC after it synced (the runtime forces one every 2 minutes)")
+	flag.IntVar(&c.opWorkers, "workers", 0, "operator --workers; 0: the operator's default")
+	flag.Var(&c.operatorArg, "operator-arg", "extra operator flag (repeatable)")
+	flag.BoolVar(&c.verbose, "v", false, "log the control plane's and the runner's progress")
+	flag.Parse()
+	if c.n < 2 {
+		fatal(fmt.Errorf("-n must be at least 2"))
+	}
+	if c.mixedUnits < 0 {
+		c.mixedUnits = min((c.n-1)/7, 20)
+	}
+	if 7*c.mixedUnits+1 > c.n {
+		fatal(fmt.Errorf("-mixed-units %d needs %d nodes, -n is %d", c.mixedUnits, 7*c.mixedUnits+1, c.n))
+	}
+	if c.stored < 0 {
+		c.stored = 0
+		if c.n >= 500 {
+			c.stored = 1000
+		}
+	}
+	if c.kwokNodes == 0 {
+		c.kwokNodes = max(2, (2*c.n+2*c.mixedUnits*7)/250+2)
+	}
+	if c.binDir == "" {
+		wd, _ := os.Getwd()
+		c.binDir = filepath.Join(wd, "bin")
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	rep, err := run(ctx, &c)
+	if rep != nil {
+		rep.total = time.Since(start)
+		text := rep.markdown(&c)
+		fmt.Print(text)
+		if c.out != "" {
+			if werr := os.WriteFile(c.out, []byte(text), 0o644); werr != nil {
+				fmt.Fprintln(os.Stderr, "bench:", werr)
+			}
+		}
+	}
+	if err != nil {
+		fatal(err)
+	}
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
+
+// logf reports progress on stderr, with the time since the start.
+var t0 = time.Now()
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%6.1fs] %s\n", time.Since(t0).Seconds(), fmt.Sprintf(format, args...))
+}
+
+func run(ctx context.Context, c *config) (*report, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("run as root: the job runner mounts the Job pods' volumes")
+	}
+	rep := &report{cores: runtime.NumCPU(), cpuModel: cpuModel(), memTotal: memTotal(), n: c.n}
+	e, err := setUp(ctx, c)
+	if e != nil {
+		defer e.tearDown()
+	}
+	if err != nil {
+		return nil, err
+	}
+	rep.setup = e.setupTimes
+
+	logf("floor: %d nodes in parallel", c.n)
+	if rep.floor, err = e.runFloor(ctx, e.nodes); err != nil {
+		return rep, fmt.Errorf("floor: %w", err)
+	}
+	if err := e.cleanFloor(ctx); err != nil {
+		return rep, err
+	}
+
+	if err := e.startOperator(ctx, c); err != nil {
+		return rep, err
+	}
+	rep.startup = e.op.phase("startup")
+
+	if c.perf {
+		if err := e.op.startPerf(); err != nil {
+			logf("perf: %v (no profile)", err)
+		}
+	}
+	logf("operator: %d BlockHeightFallbacks at once", c.n)
+	if rep.fallback, err = e.runFallbacks(ctx, e.nodes); err != nil {
+		return rep, fmt.Errorf("operator run: %w", err)
+	}
+	if c.perf {
+		rep.profile = e.op.stopPerf()
+	}
+
+	if c.mixedUnits > 0 {
+		if err := e.waitNodesRunning(ctx, e.nodes); err != nil {
+			return rep, err
+		}
+		logf("mixed run: %d units", c.mixedUnits)
+		if rep.seed, rep.mixed, err = e.runMixed(ctx, c.mixedUnits); err != nil {
+			return rep, fmt.Errorf("mixed run: %w", err)
+		}
+	}
+	rep.nonTerminal, err = e.nonTerminal(ctx)
+	if err != nil {
+		return rep, err
+	}
+	rep.opTotals = e.op.totals()
+
+	if c.stored > 0 {
+		logf("memory: restarting the operator with %d CRs stored", c.stored)
+		if rep.stored, err = e.measureStored(ctx, c); err != nil {
+			return rep, fmt.Errorf("stored CRs: %w", err)
+		}
+	}
+	return rep, nil
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "?"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "model name") {
+			if i := strings.Index(l, ":"); i >= 0 {
+				return strings.TrimSpace(l[i+1:])
+			}
+		}
+	}
+	return "?"
+}
+
+func memTotal() string {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return "?"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "MemTotal:") {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(l, "MemTotal:")), "%d", &kb)
+			return fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
+		}
+	}
+	return "?"
+}

@@ -1,0 +1,341 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
+)
+
+// operator is bin/cita-node-operator as its own process, reached through
+// the counting proxy, watched through /proc and its /metrics.
+type operator struct {
+	bin, kubeconfig, logDir string
+	args                    []string
+	proxy                   *countingProxy
+
+	cmd          *exec.Cmd
+	exited       chan struct{}
+	metricsURL   string
+	healthURL    string
+	starts       int
+	perfCmd      *exec.Cmd
+	perfData     string
+	stopSampling chan struct{}
+
+	mu         sync.Mutex
+	phasePeak  int64 // VmRSS peak since the last phase mark, bytes
+	lastCPU    float64
+	lastCounts requestCounts
+	phaseStart time.Time
+	runs       []phaseStats
+}
+
+// phaseStats is what the operator cost during one phase.
+type phaseStats struct {
+	name     string
+	wall     time.Duration
+	cpu      float64 // seconds, utime+stime
+	peakRSS  int64   // sampled every 100 ms
+	hwm      int64   // VmHWM at the end of the phase (process lifetime)
+	requests requestCounts
+}
+
+const clockTicks = 100 // USER_HZ on Linux
+
+func (e *env) startOperator(ctx context.Context, c *config) error {
+	var err error
+	e.proxy, err = newCountingProxy(e.cluster.RESTConfig(), rest.ImpersonationConfig{
+		UserName: "system:serviceaccount:cita:cita-node-operator",
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:cita", "system:authenticated"},
+	})
+	if err != nil {
+		return err
+	}
+	kc := filepath.Join(e.cluster.WorkDir, "operator.kubeconfig")
+	if err := e.proxy.kubeconfig(kc); err != nil {
+		return err
+	}
+	args := []string{"--job-image=" + jobImage}
+	if c.opWorkers > 0 {
+		args = append(args, fmt.Sprintf("--workers=%d", c.opWorkers))
+	}
+	e.op = &operator{
+		bin: filepath.Join(c.binDir, "cita-node-operator"), kubeconfig: kc, logDir: e.cluster.LogDir,
+		args: append(args, c.operatorArg...), proxy: e.proxy,
+	}
+	return e.op.start(ctx)
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// start runs the operator and returns once its caches are synced (/readyz).
+func (o *operator) start(ctx context.Context) error {
+	o.starts++
+	mp, err := freePort()
+	if err != nil {
+		return err
+	}
+	hp, err := freePort()
+	if err != nil {
+		return err
+	}
+	o.metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", mp)
+	o.healthURL = fmt.Sprintf("http://127.0.0.1:%d/readyz", hp)
+	logPath := filepath.Join(o.logDir, fmt.Sprintf("operator-%d.log", o.starts))
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	args := append([]string{
+		"--kubeconfig=" + o.kubeconfig,
+		"--leader-elect=false",
+		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", mp),
+		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", hp),
+		"--v=0",
+	}, o.args...)
+	o.cmd = exec.Command(o.bin, args...)
+	o.cmd.Stdout, o.cmd.Stderr = logFile, logFile
+	o.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	o.mu.Lock()
+	o.lastCounts = o.proxy.snapshot()
+	o.lastCPU, o.phasePeak, o.phaseStart = 0, 0, time.Now()
+	o.mu.Unlock()
+	if err := o.cmd.Start(); err != nil {
+		logFile.Close()
+		return err
+	}
+	o.exited = make(chan struct{})
+	go func() {
+		_ = o.cmd.Wait()
+		logFile.Close()
+		close(o.exited)
+	}()
+	o.stopSampling = make(chan struct{})
+	go o.sample(o.cmd.Process.Pid, o.stopSampling)
+
+	start := time.Now()
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
+		select {
+		case <-o.exited:
+			return false, fmt.Errorf("operator exited; see %s", logPath)
+		default:
+		}
+		resp, err := http.Get(o.healthURL)
+		if err != nil {
+			return false, nil
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	if err != nil {
+		return fmt.Errorf("operator not ready: %w", err)
+	}
+	logf("operator (pid %d) ready in %s; log %s", o.cmd.Process.Pid, time.Since(start).Round(time.Millisecond), logPath)
+	return nil
+}
+
+func (o *operator) stop() error {
+	if o.cmd == nil {
+		return nil
+	}
+	close(o.stopSampling)
+	_ = o.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-o.exited:
+	case <-time.After(30 * time.Second):
+		_ = syscall.Kill(-o.cmd.Process.Pid, syscall.SIGKILL)
+		<-o.exited
+	}
+	o.cmd = nil
+	return nil
+}
+
+// sample keeps the phase's RSS peak (every 100 ms).
+func (o *operator) sample(pid int, stop chan struct{}) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		rss, _, err := procMem(pid)
+		if err != nil {
+			return
+		}
+		o.mu.Lock()
+		o.phasePeak = max(o.phasePeak, rss)
+		o.mu.Unlock()
+	}
+}
+
+// phase closes a phase: what the operator used since the previous mark.
+func (o *operator) phase(name string) phaseStats {
+	pid := o.cmd.Process.Pid
+	rss, hwm, _ := procMem(pid)
+	cpu, _ := procCPU(pid)
+	counts := o.proxy.snapshot()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	s := phaseStats{
+		name: name, wall: time.Since(o.phaseStart), cpu: cpu - o.lastCPU,
+		peakRSS: max(o.phasePeak, rss), hwm: hwm, requests: counts.sub(o.lastCounts),
+	}
+	o.lastCPU, o.lastCounts, o.phasePeak, o.phaseStart = cpu, counts, rss, time.Now()
+	o.runs = append(o.runs, s)
+	return s
+}
+
+// totals: the operator process so far.
+func (o *operator) totals() phaseStats {
+	pid := o.cmd.Process.Pid
+	_, hwm, _ := procMem(pid)
+	cpu, _ := procCPU(pid)
+	var peak int64
+	for _, r := range o.runs {
+		peak = max(peak, r.peakRSS)
+	}
+	return phaseStats{name: "total", cpu: cpu, hwm: hwm, peakRSS: peak, requests: o.proxy.snapshot()}
+}
+
+// procMem reads VmRSS and VmHWM in bytes.
+func procMem(pid int) (rss, hwm int64, err error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(fields[1], 10, 64)
+		switch fields[0] {
+		case "VmRSS:":
+			rss = kb << 10
+		case "VmHWM:":
+			hwm = kb << 10
+		}
+	}
+	return rss, hwm, sc.Err()
+}
+
+// procCPU reads utime+stime in seconds.
+func procCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	fields := strings.Fields(s[i+2:])
+	// utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+	ut, _ := strconv.ParseFloat(fields[11], 64)
+	st, _ := strconv.ParseFloat(fields[12], 64)
+	return (ut + st) / clockTicks, nil
+}
+
+// metrics scrapes the operator's /metrics into name{labels} → value.
+func (o *operator) metrics() (map[string]float64, error) {
+	resp, err := http.Get(o.metricsURL)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		out[line[:i]] = v
+	}
+	return out, sc.Err()
+}
+
+// queuesIdle: every kind's queue is empty and no item is being processed.
+func (o *operator) queuesIdle() bool {
+	m, err := o.metrics()
+	if err != nil {
+		return false
+	}
+	for k, v := range m {
+		if (strings.HasPrefix(k, "workqueue_depth{") || strings.HasPrefix(k, "workqueue_unfinished_work_seconds{")) && v != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// startPerf samples the operator's stacks (perf record -g) until stopPerf.
+func (o *operator) startPerf() error {
+	if _, err := exec.LookPath("perf"); err != nil {
+		return err
+	}
+	o.perfData = filepath.Join(o.logDir, "operator.perf.data")
+	o.perfCmd = exec.Command("perf", "record", "-F", "499", "-g", "-o", o.perfData, "-p", strconv.Itoa(o.cmd.Process.Pid))
+	o.perfCmd.Stdout, o.perfCmd.Stderr = nil, nil
+	return o.perfCmd.Start()
+}
+
+// stopPerf ends the recording and returns the hottest functions (self time)
+// and the heaviest callers (inclusive time).
+func (o *operator) stopPerf() string {
+	if o.perfCmd == nil {
+		return ""
+	}
+	_ = o.perfCmd.Process.Signal(syscall.SIGINT)
+	_ = o.perfCmd.Wait()
+	report := func(args ...string) string {
+		out, err := exec.Command("perf", append([]string{"report", "-i", o.perfData, "--stdio", "--sort", "symbol", "-g", "none", "--percent-limit", "1.5"}, args...)...).Output()
+		if err != nil {
+			return err.Error()
+		}
+		var keep []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.TrimSpace(l) == "" || strings.HasPrefix(l, "#") {
+				continue
+			}
+			keep = append(keep, strings.TrimRight(l, " "))
+		}
+		return strings.Join(keep, "\n")
+	}
+	return "Self time (perf report --no-children --sort symbol):\n" + report("--no-children") +
+		"\n\nInclusive time (perf report --children --sort symbol):\n" + report("--children")
+}

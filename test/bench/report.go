@@ -1,0 +1,192 @@
+//go:build linux
+
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+var everything = labels.Everything()
+
+type report struct {
+	cores              int
+	cpuModel, memTotal string
+	n                  int
+	total              time.Duration
+	setup              setupTimes
+	startup            phaseStats
+	floor              *phaseResult
+	fallback           *phaseResult
+	seed, mixed        *phaseResult
+	nonTerminal        []string
+	opTotals           phaseStats
+	stored             *storedResult
+	profile            string
+}
+
+// Targets of issue 7.
+const (
+	targetRatio          = 1.5
+	targetWritesPerOp    = 8.0
+	targetStoredRSS      = 60 << 20
+	targetNonTerminalCRs = 0
+)
+
+func (r *report) markdown(c *config) string {
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	kernel, _ := exec.Command("uname", "-r").Output()
+	p("## Run of %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	p("Command: `%s` (as root, from the repository root, after `make tools build`)\n\n", strings.Join(append([]string{"go run ./test/bench"}, os.Args[1:]...), " "))
+	p("Machine: %d cores (%s), %s RAM, Linux %s, %s. Everything runs on it at once: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok (%d machines), the job runner executing every Job pod, the operator and the bench.\n\n",
+		r.cores, r.cpuModel, r.memTotal, strings.TrimSpace(string(kernel)), runtime.Version(), c.kwokNodes)
+	p("Setup: control plane + CRDs + chart + runner %s; %d cloud-config nodes running %s. Whole run %s.\n\n",
+		r.setup.cluster.Round(time.Second), r.n, r.setup.nodes.Round(time.Second), r.total.Round(time.Second))
+
+	p("### Time\n\n")
+	p("| run | operations | wall | p50 | p99 | max | not Complete |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	row := func(label string, res *phaseResult) {
+		if res == nil {
+			return
+		}
+		p("| %s | %d | %s | %s | %s | %s | %d |\n", label, len(res.latencies), sec(res.wall),
+			sec(percentile(res.latencies, 0.5)), sec(percentile(res.latencies, 0.99)), sec(percentile(res.latencies, 1)), res.failed)
+	}
+	row("floor: direct client, BlockHeightFallback Job per node", r.floor)
+	row("operator: BlockHeightFallback CRs", r.fallback)
+	row("operator: one Backup alone (seed of the Restores)", r.seed)
+	row("operator: mixed, all kinds", r.mixed)
+	if r.mixed != nil {
+		kinds := make([]string, 0, len(r.mixed.byKind))
+		for k := range r.mixed.byKind {
+			kinds = append(kinds, k)
+		}
+		sort.Strings(kinds)
+		for _, k := range kinds {
+			d := r.mixed.byKind[k]
+			p("| &nbsp;&nbsp;mixed: %s | %d | | %s | %s | %s | |\n", k, len(d), sec(percentile(d, 0.5)), sec(percentile(d, 0.99)), sec(percentile(d, 1)))
+		}
+	}
+	p("\nLatency: floor, from the node's first request to its scale-up returning; operator, from the CR's create returning to the bench's watch seeing it Complete or Failed. Wall: first request to last finish.\n\n")
+
+	var ratio, p50ratio float64
+	if r.floor != nil && r.fallback != nil && r.floor.wall > 0 {
+		ratio = r.fallback.wall.Seconds() / r.floor.wall.Seconds()
+		p50ratio = percentile(r.fallback.latencies, 0.5).Seconds() / percentile(r.floor.latencies, 0.5).Seconds()
+	}
+
+	p("### Targets (issue 7)\n\n| target | measured | |\n|---|---:|---|\n")
+	if ratio > 0 {
+		p("| operator / floor wall ≤ %.1f at N = %d | %.2f (p50 ratio %.2f) | %s |\n", targetRatio, r.n, ratio, p50ratio, verdict(ratio <= targetRatio))
+	}
+	if r.fallback != nil && r.fallback.operator != nil {
+		_, w, _ := r.fallback.operator.requests.total()
+		per := float64(w) / float64(r.fallback.ops)
+		p("| API writes per BlockHeightFallback, events excluded ≤ %.0f | %.2f | %s |\n", targetWritesPerOp, per, verdict(per <= targetWritesPerOp))
+	}
+	if r.mixed != nil && r.mixed.operator != nil {
+		_, w, _ := r.mixed.operator.requests.total()
+		per := float64(w) / float64(r.mixed.ops)
+		p("| API writes per operation of the mixed run, events excluded ≤ %.0f | %.2f | %s |\n", targetWritesPerOp, per, verdict(per <= targetWritesPerOp))
+	}
+	if r.stored != nil {
+		p("| operator RSS ≤ 60 MiB with %d CRs stored | %s | %s |\n", r.stored.crs, mib(r.stored.rss), verdict(r.stored.rss <= targetStoredRSS))
+	}
+	p("| no CR left non-terminal | %d | %s |\n\n", len(r.nonTerminal), verdict(len(r.nonTerminal) == targetNonTerminalCRs))
+	for _, s := range r.nonTerminal {
+		p("- non-terminal: %s\n", s)
+	}
+
+	p("### Operator process\n\n")
+	p("| phase | wall | CPU s | CPU s / op | peak RSS | VmHWM | requests | writes (no events) | writes / op | event writes | event writes / op |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	phaseRow := func(s *phaseStats, ops int) {
+		if s == nil {
+			return
+		}
+		all, w, ev := s.requests.total()
+		perOp := func(v float64) string {
+			if ops == 0 {
+				return ""
+			}
+			return fmt.Sprintf("%.2f", v/float64(ops))
+		}
+		p("| %s | %s | %.1f | %s | %s | %s | %d | %d | %s | %d | %s |\n", s.name, sec(s.wall), s.cpu, perOp(s.cpu), mib(s.peakRSS), mib(s.hwm), all, w, perOp(float64(w)), ev, perOp(float64(ev)))
+	}
+	phaseRow(&r.startup, 0)
+	for _, res := range []*phaseResult{r.fallback, r.seed, r.mixed} {
+		if res != nil {
+			phaseRow(res.operator, res.ops)
+		}
+	}
+	if r.stored != nil {
+		phaseRow(&r.stored.startup, 0)
+	}
+	p("\nA phase runs from the end of the previous one until every CR of it is finished, its finalizer removed, the operator's queues empty and no request sent for a second. Peak RSS is sampled every 100 ms; VmHWM is the process's lifetime peak. CPU: utime+stime from /proc/<pid>/stat.\n\n")
+
+	for _, res := range []*phaseResult{r.fallback, r.mixed} {
+		if res == nil || res.operator == nil {
+			continue
+		}
+		p("#### Requests of the %s run (%d operations), by verb and resource\n\n", res.name, res.ops)
+		p("| verb | resource | requests | per operation | of which 409 Conflict |\n|---|---|---:|---:|---:|\n")
+		reqs := res.operator.requests
+		for _, k := range reqs.sorted() {
+			p("| %s | %s | %d | %.2f | %d |\n", k.verb, k.resource, reqs.byKey[k], float64(reqs.byKey[k])/float64(res.ops), reqs.conflicts[k])
+		}
+		p("\nResponse codes: %s\n\n", codes(reqs.statuses))
+	}
+
+	if r.stored != nil {
+		s := r.stored
+		p("### Memory with %d CRs stored\n\n", s.crs)
+		p("The operator was stopped, finished BlockHeightFallbacks (a copy of a real finished one's status each) added up to %d CRs, and the operator started again: ready in %s, %d requests to sync. Its caches also hold %s.\n\n",
+			s.crs, s.ready.Round(time.Millisecond), func() int { a, _, _ := s.startup.requests.total(); return a }(), s.objectsIn)
+		gc := fmt.Sprintf("after its first GC since it synced (%s later)", s.waitedGC.Round(time.Second))
+		if !s.gcSeen {
+			gc = fmt.Sprintf("no GC seen within %s of the sync: RSS still holds the sync's garbage", s.waitedGC.Round(time.Second))
+		}
+		p("| VmRSS (%s) | VmHWM | Go heap in use | Go heap alloc | Go runtime sys |\n|---:|---:|---:|---:|---:|\n| %s | %s | %.1f MiB | %.1f MiB | %.1f MiB |\n\n",
+			gc, mib(s.rss), mib(s.hwm), s.heapInuse/(1<<20), s.heapAlloc/(1<<20), s.goSys/(1<<20))
+		kinds := make([]string, 0, len(s.crsOfKinds))
+		for k, v := range s.crsOfKinds {
+			kinds = append(kinds, fmt.Sprintf("%s %d", k, v))
+		}
+		sort.Strings(kinds)
+		p("CRs: %s.\n\n", strings.Join(kinds, ", "))
+	}
+	p("Operator process in all (before the memory restart): CPU %.1f s, VmHWM %s.\n\n", r.opTotals.cpu, mib(r.opTotals.hwm))
+	if r.profile != "" {
+		p("### CPU profile of the operator during the BlockHeightFallback run (perf)\n\n```\n%s\n```\n\n", r.profile)
+	}
+	return b.String()
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**missed**"
+}
+
+func sec(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+
+func codes(m map[int]int) string {
+	keys := make([]int, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Ints(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%d × %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
