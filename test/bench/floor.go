@@ -34,6 +34,7 @@ func (e *env) runFloor(ctx context.Context, nodes []string) (*phaseResult, error
 	defaults := controller.DefaultConfig()
 	var wg sync.WaitGroup
 	errs := make([]error, len(nodes))
+	cpu0 := e.cpuNow()
 	start := time.Now()
 	for i, name := range nodes {
 		wg.Add(1)
@@ -46,6 +47,7 @@ func (e *env) runFloor(ctx context.Context, nodes []string) (*phaseResult, error
 	}
 	wg.Wait()
 	res.wall = time.Since(start)
+	res.cpu = e.cpuNow().since(cpu0)
 	for i, err := range errs {
 		if err != nil {
 			res.failed++

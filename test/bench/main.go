@@ -46,6 +46,7 @@ type config struct {
 	workDir     string
 	out         string
 	perf        bool
+	pprof       bool
 	gcWait      time.Duration
 	opWorkers   int
 	operatorArg stringList
@@ -68,6 +69,7 @@ func main() {
 	flag.StringVar(&c.workDir, "work", "", "work directory of the control plane, kept for inspection; default: a temporary one, removed")
 	flag.StringVar(&c.out, "out", "", "also write the report (markdown) to this file")
 	flag.BoolVar(&c.perf, "perf", false, "record a CPU profile of the operator during the BlockHeightFallback run with perf (perf record -g)")
+	flag.BoolVar(&c.pprof, "pprof", false, "run an operator built with net/http/pprof laid over it (test/bench/pprof, go build -overlay) instead of bin/cita-node-operator, and report its allocation and heap profiles")
 	flag.DurationVar(&c.gcWait, "gc-wait", 135*time.Second, "longest wait for the restarted operator's first GC after it synced (the runtime forces one every 2 minutes)")
 	flag.IntVar(&c.opWorkers, "workers", 0, "operator --workers; 0: the operator's default")
 	flag.Var(&c.operatorArg, "operator-arg", "extra operator flag (repeatable)")
@@ -166,6 +168,10 @@ func run(ctx context.Context, c *config) (*report, error) {
 	if c.perf {
 		rep.profile = e.op.stopPerf()
 	}
+	if c.pprof {
+		rep.allocs = e.op.pprofTop("allocs", "alloc_space", "allocations of the operator from its start to the end of the BlockHeightFallback run")
+		rep.heapRun = e.op.pprofTop("heap?gc=1", "inuse_space", "heap in use after the BlockHeightFallback run (after a GC)")
+	}
 
 	if c.mixedUnits > 0 {
 		if err := e.waitNodesRunning(ctx, e.nodes); err != nil {
@@ -186,6 +192,9 @@ func run(ctx context.Context, c *config) (*report, error) {
 		logf("memory: restarting the operator with %d CRs stored", c.stored)
 		if rep.stored, err = e.measureStored(ctx, c); err != nil {
 			return rep, fmt.Errorf("stored CRs: %w", err)
+		}
+		if c.pprof {
+			rep.heapStored = e.op.pprofTop("heap?gc=1", "inuse_space", fmt.Sprintf("heap in use with %d CRs stored (after a GC)", rep.stored.crs))
 		}
 	}
 	return rep, nil

@@ -36,6 +36,7 @@ type operator struct {
 	perfCmd      *exec.Cmd
 	perfData     string
 	stopSampling chan struct{}
+	pprofURL     string
 
 	mu         sync.Mutex
 	phasePeak  int64 // VmRSS peak since the last phase mark, bytes
@@ -78,6 +79,12 @@ func (e *env) startOperator(ctx context.Context, c *config) error {
 		bin: filepath.Join(c.binDir, "cita-node-operator"), kubeconfig: kc, logDir: e.cluster.LogDir,
 		args: append(args, c.operatorArg...), proxy: e.proxy,
 	}
+	if c.pprof {
+		if e.op.bin, err = buildPprofOperator(filepath.Dir(c.binDir), e.cluster.WorkDir); err != nil {
+			return err
+		}
+		e.op.pprofURL = "pending"
+	}
 	return e.op.start(ctx)
 }
 
@@ -117,6 +124,14 @@ func (o *operator) start(ctx context.Context) error {
 	}, o.args...)
 	o.cmd = exec.Command(o.bin, args...)
 	o.cmd.Stdout, o.cmd.Stderr = logFile, logFile
+	if o.pprofURL != "" {
+		pp, err := freePort()
+		if err != nil {
+			return err
+		}
+		o.pprofURL = fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/", pp)
+		o.cmd.Env = append(os.Environ(), fmt.Sprintf("CITA_BENCH_PPROF=127.0.0.1:%d", pp))
+	}
 	o.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	o.mu.Lock()
 	o.lastCounts = o.proxy.snapshot()
@@ -223,26 +238,28 @@ func (o *operator) totals() phaseStats {
 
 // procMem reads VmRSS and VmHWM in bytes.
 func procMem(pid int) (rss, hwm int64, err error) {
+	m, err := procStatus(pid)
+	return m["VmRSS"], m["VmHWM"], err
+}
+
+// procStatus reads the memory lines of /proc/<pid>/status in bytes.
+func procStatus(pid int) (map[string]int64, error) {
+	out := map[string]int64{}
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		if len(fields) < 2 {
+		if len(fields) < 3 || fields[2] != "kB" {
 			continue
 		}
 		kb, _ := strconv.ParseInt(fields[1], 10, 64)
-		switch fields[0] {
-		case "VmRSS:":
-			rss = kb << 10
-		case "VmHWM:":
-			hwm = kb << 10
-		}
+		out[strings.TrimSuffix(fields[0], ":")] = kb << 10
 	}
-	return rss, hwm, sc.Err()
+	return out, sc.Err()
 }
 
 // procCPU reads utime+stime in seconds.
@@ -322,7 +339,7 @@ func (o *operator) stopPerf() string {
 	}
 	_ = o.perfCmd.Process.Signal(syscall.SIGINT)
 	_ = o.perfCmd.Wait()
-	report := func(args ...string) string {
+	report := func(limit int, args ...string) string {
 		out, err := exec.Command("perf", append([]string{"report", "-i", o.perfData, "--stdio", "--sort", "symbol", "-g", "none", "--percent-limit", "1.5"}, args...)...).Output()
 		if err != nil {
 			return err.Error()
@@ -332,10 +349,67 @@ func (o *operator) stopPerf() string {
 			if strings.TrimSpace(l) == "" || strings.HasPrefix(l, "#") {
 				continue
 			}
-			keep = append(keep, strings.TrimRight(l, " "))
+			keep = append(keep, strings.TrimRight(strings.TrimRight(l, " -"), " "))
+			if len(keep) == limit {
+				break
+			}
 		}
 		return strings.Join(keep, "\n")
 	}
-	return "Self time (perf report --no-children --sort symbol):\n" + report("--no-children") +
-		"\n\nInclusive time (perf report --children --sort symbol):\n" + report("--children")
+	return "Self time (perf report --no-children --sort symbol):\n" + report(20, "--no-children") +
+		"\n\nInclusive time (perf report --children --sort symbol):\n" + report(40, "--children")
+}
+
+// buildPprofOperator builds cmd/cita-node-operator with test/bench/pprof
+// laid over it: the same operator, serving net/http/pprof.
+func buildPprofOperator(repo, workDir string) (string, error) {
+	overlay := filepath.Join(workDir, "pprof-overlay.json")
+	data := fmt.Sprintf(`{"Replace":{%q:%q}}`,
+		filepath.Join(repo, "cmd/cita-node-operator/zz_bench_pprof.go"), filepath.Join(repo, "test/bench/pprof/pprof.go"))
+	if err := os.WriteFile(overlay, []byte(data), 0o644); err != nil {
+		return "", err
+	}
+	bin := filepath.Join(workDir, "cita-node-operator-pprof")
+	cmd := exec.Command("go", "build", "-trimpath", "-tags", "benchpprof", "-overlay", overlay, "-o", bin, "./cmd/cita-node-operator")
+	cmd.Dir = repo
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the pprof operator: %v: %s", err, out)
+	}
+	return bin, nil
+}
+
+// pprofTop fetches a profile from the pprof operator and returns go tool
+// pprof's top functions for it.
+func (o *operator) pprofTop(profile, index, title string) string {
+	if o.pprofURL == "" || o.cmd == nil {
+		return ""
+	}
+	resp, err := http.Get(o.pprofURL + profile)
+	if err != nil {
+		return title + ": " + err.Error()
+	}
+	defer resp.Body.Close()
+	file := filepath.Join(o.logDir, fmt.Sprintf("operator-%d-%s.pprof", o.starts, strings.NewReplacer("?", "-", "=", "").Replace(profile)))
+	f, err := os.Create(file)
+	if err != nil {
+		return title + ": " + err.Error()
+	}
+	if _, err := f.ReadFrom(resp.Body); err != nil {
+		f.Close()
+		return title + ": " + err.Error()
+	}
+	f.Close()
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=20", "-sample_index="+index, o.bin, file).CombinedOutput()
+	if err != nil {
+		return title + ": " + err.Error() + ": " + string(out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(strings.TrimSpace(l), "flat") {
+			lines = lines[max(i-1, 0):]
+			break
+		}
+	}
+	return fmt.Sprintf("#### %s (go tool pprof -top -sample_index=%s %s)\n\n```\n%s\n```", title, index, filepath.Base(file), strings.Join(lines, "\n"))
 }

@@ -30,6 +30,8 @@ type report struct {
 	opTotals           phaseStats
 	stored             *storedResult
 	profile            string
+	allocs, heapRun    string
+	heapStored         string
 }
 
 // Targets of issue 7.
@@ -81,6 +83,38 @@ func (r *report) markdown(c *config) string {
 	if r.floor != nil && r.fallback != nil && r.floor.wall > 0 {
 		ratio = r.fallback.wall.Seconds() / r.floor.wall.Seconds()
 		p50ratio = percentile(r.fallback.latencies, 0.5).Seconds() / percentile(r.floor.latencies, 0.5).Seconds()
+	}
+
+	p("#### Where the machine's CPU went during the timed windows\n\n")
+	cols := []*phaseResult{}
+	for _, res := range []*phaseResult{r.floor, r.fallback, r.mixed} {
+		if res != nil && res.cpu.procs != nil {
+			cols = append(cols, res)
+		}
+	}
+	if len(cols) > 0 {
+		p("| process |")
+		for _, res := range cols {
+			p(" %s (CPU s) | per op (ms) |", res.name)
+		}
+		p("\n|---|")
+		for range cols {
+			p("---:|---:|")
+		}
+		p("\n")
+		for _, name := range cols[len(cols)-1].cpu.sortedNames() {
+			p("| %s |", name)
+			for _, res := range cols {
+				v := res.cpu.procs[name]
+				p(" %.1f | %.0f |", v, 1000*v/float64(len(res.latencies)))
+			}
+			p("\n")
+		}
+		p("| **machine busy / capacity** |")
+		for _, res := range cols {
+			p(" %.1f / %.1f (%.0f%%) | %.0f |", res.cpu.busy, res.cpu.total, 100*res.cpu.busy/res.cpu.total, 1000*res.cpu.busy/float64(len(res.latencies)))
+		}
+		p("\n\n")
 	}
 
 	p("### Targets (issue 7)\n\n| target | measured | |\n|---|---:|---|\n")
@@ -153,8 +187,8 @@ func (r *report) markdown(c *config) string {
 		if !s.gcSeen {
 			gc = fmt.Sprintf("no GC seen within %s of the sync: RSS still holds the sync's garbage", s.waitedGC.Round(time.Second))
 		}
-		p("| VmRSS (%s) | VmHWM | Go heap in use | Go heap alloc | Go runtime sys |\n|---:|---:|---:|---:|---:|\n| %s | %s | %.1f MiB | %.1f MiB | %.1f MiB |\n\n",
-			gc, mib(s.rss), mib(s.hwm), s.heapInuse/(1<<20), s.heapAlloc/(1<<20), s.goSys/(1<<20))
+		p("| VmRSS (%s) | of which anonymous | of which file-backed (the binary's pages) | VmHWM | Go heap in use | Go heap alloc | Go runtime sys |\n|---:|---:|---:|---:|---:|---:|---:|\n| %s | %s | %s | %s | %.1f MiB | %.1f MiB | %.1f MiB |\n\n",
+			gc, mib(s.rss), mib(s.anon), mib(s.file), mib(s.hwm), s.heapInuse/(1<<20), s.heapAlloc/(1<<20), s.goSys/(1<<20))
 		kinds := make([]string, 0, len(s.crsOfKinds))
 		for k, v := range s.crsOfKinds {
 			kinds = append(kinds, fmt.Sprintf("%s %d", k, v))
@@ -163,6 +197,11 @@ func (r *report) markdown(c *config) string {
 		p("CRs: %s.\n\n", strings.Join(kinds, ", "))
 	}
 	p("Operator process in all (before the memory restart): CPU %.1f s, VmHWM %s.\n\n", r.opTotals.cpu, mib(r.opTotals.hwm))
+	for _, prof := range []string{r.allocs, r.heapRun, r.heapStored} {
+		if prof != "" {
+			p("%s\n\n", prof)
+		}
+	}
 	if r.profile != "" {
 		p("### CPU profile of the operator during the BlockHeightFallback run (perf)\n\n```\n%s\n```\n\n", r.profile)
 	}

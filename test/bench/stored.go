@@ -20,6 +20,7 @@ type storedResult struct {
 	crs        int
 	ready      time.Duration
 	rss, hwm   int64
+	anon, file int64
 	heapInuse  float64
 	heapAlloc  float64
 	goSys      float64
@@ -108,10 +109,11 @@ func (e *env) measureStored(ctx context.Context, c *config) (*storedResult, erro
 	res.waitedGC = time.Since(gcStart)
 	time.Sleep(2 * time.Second) // the scavenger returns freed pages in the background
 	pid := e.op.cmd.Process.Pid
-	var err error
-	if res.rss, res.hwm, err = procMem(pid); err != nil {
+	st, err := procStatus(pid)
+	if err != nil {
 		return nil, err
 	}
+	res.rss, res.hwm, res.anon, res.file = st["VmRSS"], st["VmHWM"], st["RssAnon"], st["RssFile"]
 	m, err := e.op.metrics()
 	if err != nil {
 		return nil, err
