@@ -74,6 +74,14 @@ test-unit: ## Unit tests (fake clientsets, real files); suites needing bin/ skip
 test-e2e: tools build ## Suites on the real local control plane (required to run, never skipped).
 	CITA_E2E_REQUIRED=1 $(GO) test -count=1 -timeout 40m ./test/...
 
+.PHONY: demo
+demo: tools build ## Run the operator for real on a local control plane, apply the samples, print the results.
+	hack/demo.sh up
+
+.PHONY: demo-down
+demo-down: ## Stop what make demo started.
+	hack/demo.sh down
+
 .PHONY: bench-data
 bench-data: ## The Job's data work vs cp -a / sha256sum on a 2 GiB chain-like tree (root: drops caches).
 	$(GO) run ./test/benchdata -dir /var/tmp/cita-bench-data -size 2GiB -runs 3

@@ -336,7 +336,7 @@ func assertKindStatus(t *testing.T, f *fixture, cr object, jk jobKind) {
 	t.Helper()
 	switch got := f.cr(cr).(type) {
 	case *citav1.Backup:
-		want := citav1.VolumeStatus{PVC: "bk", StorageClass: "local-path", Allocate: got.Status.Allocate, Actual: 3 << 20, Size: "3Mi", Files: 42, Checksum: "sha256:abc"}
+		want := citav1.VolumeStatus{PVC: "bk", StorageClass: "local-path", Allocate: got.Status.Allocate, Actual: 3 << 20, Size: "3.0MiB", Files: 42, Checksum: "sha256:abc"}
 		if diff := cmp.Diff(want, got.Status.VolumeStatus); diff != "" || got.Status.Allocate <= 0 {
 			t.Errorf("backup volume status (-want +got):\n%s", diff)
 		}
@@ -350,6 +350,14 @@ func assertKindStatus(t *testing.T, f *fixture, cr object, jk jobKind) {
 	case *citav1.Restore:
 		if got.Status.Verified == nil || !*got.Status.Verified {
 			t.Errorf("restore verified %v", got.Status.Verified)
+		}
+	}
+}
+
+func TestHumanBytes(t *testing.T) {
+	for n, want := range map[int64]string{0: "0B", 1023: "1023B", 1024: "1.0KiB", 373776: "365.0KiB", 3 << 30: "3.0GiB", 1536 << 20: "1.5GiB"} {
+		if got := humanBytes(n); got != want {
+			t.Errorf("humanBytes(%d) = %s, want %s", n, got, want)
 		}
 	}
 }
