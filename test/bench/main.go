@@ -47,6 +47,7 @@ type config struct {
 	out         string
 	perf        bool
 	pprof       bool
+	count       bool
 	gcWait      time.Duration
 	opWorkers   int
 	operatorArg stringList
@@ -69,6 +70,7 @@ func main() {
 	flag.StringVar(&c.workDir, "work", "", "work directory of the control plane, kept for inspection; default: a temporary one, removed")
 	flag.StringVar(&c.out, "out", "", "also write the report (markdown) to this file")
 	flag.BoolVar(&c.perf, "perf", false, "record a CPU profile of the operator during the BlockHeightFallback run with perf (perf record -g)")
+	flag.BoolVar(&c.count, "count-requests", true, "put the counting proxy between the operator and the apiserver; false: the operator talks to the apiserver directly (no request counts), to see what the proxy costs")
 	flag.BoolVar(&c.pprof, "pprof", false, "run an operator built with net/http/pprof laid over it (test/bench/pprof, go build -overlay) instead of bin/cita-node-operator, and report its allocation and heap profiles")
 	flag.DurationVar(&c.gcWait, "gc-wait", 135*time.Second, "longest wait for the restarted operator's first GC after it synced (the runtime forces one every 2 minutes)")
 	flag.IntVar(&c.opWorkers, "workers", 0, "operator --workers; 0: the operator's default")

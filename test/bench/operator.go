@@ -19,6 +19,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 // operator is bin/cita-node-operator as its own process, reached through
@@ -70,6 +71,11 @@ func (e *env) startOperator(ctx context.Context, c *config) error {
 	kc := filepath.Join(e.cluster.WorkDir, "operator.kubeconfig")
 	if err := e.proxy.kubeconfig(kc); err != nil {
 		return err
+	}
+	if !c.count {
+		if err := impersonatingKubeconfig(e.cluster.Kubeconfig, kc); err != nil {
+			return err
+		}
 	}
 	args := []string{"--job-image=" + jobImage}
 	if c.opWorkers > 0 {
@@ -358,6 +364,20 @@ func (o *operator) stopPerf() string {
 	}
 	return "Self time (perf report --no-children --sort symbol):\n" + report(20, "--no-children") +
 		"\n\nInclusive time (perf report --children --sort symbol):\n" + report(40, "--children")
+}
+
+// impersonatingKubeconfig writes a copy of the admin kubeconfig that acts
+// as the operator's ServiceAccount, as the proxy does.
+func impersonatingKubeconfig(admin, out string) error {
+	cfg, err := clientcmd.LoadFromFile(admin)
+	if err != nil {
+		return err
+	}
+	for _, auth := range cfg.AuthInfos {
+		auth.Impersonate = "system:serviceaccount:cita:cita-node-operator"
+		auth.ImpersonateGroups = []string{"system:serviceaccounts", "system:serviceaccounts:cita", "system:authenticated"}
+	}
+	return clientcmd.WriteToFile(*cfg, out)
 }
 
 // buildPprofOperator builds cmd/cita-node-operator with test/bench/pprof
