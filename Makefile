@@ -11,6 +11,12 @@ TOOLS_CACHE     ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/cita-node-operator/too
 CONTROLLER_GEN_VERSION := v0.23.0
 CONTROLLER_GEN  := $(TOOLS_CACHE)/controller-gen-$(CONTROLLER_GEN_VERSION)/controller-gen
 
+VERSION         ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' charts/cita-node-operator/Chart.yaml)
+IMAGE           ?= ghcr.io/cita-cloud/cita-node-operator:$(VERSION)
+JOB_IMAGE       ?= ghcr.io/cita-cloud/cita-node-operator-job:$(VERSION)
+CLOUD_OP_IMAGE  ?= docker.io/citacloud/cloud-op
+CLOUD_OP_TAG    ?= v6.7.0
+
 CRD_DIR         := manifests/crds
 CHART_CRD_DIR   := charts/cita-node-operator/crds
 GO_PACKAGES     := ./...
@@ -18,6 +24,14 @@ GO_PACKAGES     := ./...
 .PHONY: build
 build: ## Build the operator and job binaries into bin/.
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/cita-node-operator ./cmd/cita-node-job
+
+.PHONY: image
+image: ## Build the operator image (needs a Docker engine).
+	docker build --target operator -t $(IMAGE) .
+
+.PHONY: image-job
+image-job: ## Build the Jobs' image: cita-node-job + cloud-op (needs a Docker engine).
+	docker build --target job --build-arg CLOUD_OP_IMAGE=$(CLOUD_OP_IMAGE) --build-arg CLOUD_OP_TAG=$(CLOUD_OP_TAG) -t $(JOB_IMAGE) .
 
 .PHONY: tools
 tools: ## Build (or reuse from the cache) etcd, kube-*, kubectl, kwok, helm into bin/.
