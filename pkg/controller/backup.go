@@ -7,7 +7,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
@@ -22,14 +21,7 @@ type backupWork struct {
 }
 
 func backupOperation(cr *citav1.Backup) *operation {
-	return &operation{
-		obj: cr, status: &cr.Status.OperationStatus,
-		targets:  []nodeops.Target{target(cr.Namespace, cr.Spec.NodeTarget)},
-		action:   cr.Spec.Action,
-		job:      cr.Spec.JobOptions,
-		affinity: ptr.Deref(cr.Spec.PodAffinityFlag, false),
-		work:     backupWork{cr: cr},
-	}
+	return nodeOperation(cr, &cr.Status.OperationStatus, cr.Spec.NodeTarget, cr.Spec.NodeJobOptions, cr.Spec.JobOptions, backupWork{cr: cr})
 }
 
 func (w backupWork) validate(_ context.Context, c *Controller, op *operation, _ []*nodeops.Node) error {

@@ -17,14 +17,7 @@ type fallbackWork struct {
 }
 
 func fallbackOperation(cr *citav1.BlockHeightFallback) *operation {
-	return &operation{
-		obj: cr, status: &cr.Status,
-		targets:  []nodeops.Target{target(cr.Namespace, cr.Spec.NodeTarget)},
-		action:   cr.Spec.Action,
-		job:      cr.Spec.JobOptions,
-		affinity: ptr.Deref(cr.Spec.PodAffinityFlag, false),
-		work:     fallbackWork{spec: &cr.Spec},
-	}
+	return nodeOperation(cr, &cr.Status, cr.Spec.NodeTarget, cr.Spec.NodeJobOptions, cr.Spec.JobOptions, fallbackWork{spec: &cr.Spec})
 }
 
 func (fallbackWork) validate(context.Context, *Controller, *operation, []*nodeops.Node) error {

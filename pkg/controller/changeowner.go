@@ -14,14 +14,7 @@ import (
 type changeOwnerWork struct{ spec *citav1.ChangeOwnerSpec }
 
 func changeOwnerOperation(cr *citav1.ChangeOwner) *operation {
-	return &operation{
-		obj: cr, status: &cr.Status,
-		targets:  []nodeops.Target{target(cr.Namespace, cr.Spec.NodeTarget)},
-		action:   cr.Spec.Action,
-		job:      cr.Spec.JobOptions,
-		affinity: ptr.Deref(cr.Spec.PodAffinityFlag, false),
-		work:     changeOwnerWork{spec: &cr.Spec},
-	}
+	return nodeOperation(cr, &cr.Status, cr.Spec.NodeTarget, cr.Spec.NodeJobOptions, cr.Spec.JobOptions, changeOwnerWork{spec: &cr.Spec})
 }
 
 func (changeOwnerWork) validate(context.Context, *Controller, *operation, []*nodeops.Node) error {

@@ -7,6 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/ptr"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
@@ -90,4 +91,18 @@ type kind struct {
 // ConfigMap recorded on its workload when they lock it (Switchover).
 type accountSwapper interface {
 	swapsAccounts()
+}
+
+// nodeOperation is the operation of a kind that works on one node with the
+// options every such kind shares.
+func nodeOperation(obj object, status *citav1.OperationStatus, t citav1.NodeTarget, opts citav1.NodeJobOptions, job citav1.JobOptions, w work) *operation {
+	return &operation{
+		obj:      obj,
+		status:   status,
+		targets:  []nodeops.Target{target(obj.GetNamespace(), t)},
+		action:   opts.Action,
+		job:      job,
+		affinity: ptr.Deref(opts.PodAffinityFlag, false),
+		work:     w,
+	}
 }

@@ -20,14 +20,7 @@ type restoreWork struct {
 }
 
 func restoreOperation(cr *citav1.Restore) *operation {
-	return &operation{
-		obj: cr, status: &cr.Status.OperationStatus,
-		targets:  []nodeops.Target{target(cr.Namespace, cr.Spec.NodeTarget)},
-		action:   cr.Spec.Action,
-		job:      cr.Spec.JobOptions,
-		affinity: ptr.Deref(cr.Spec.PodAffinityFlag, false),
-		work:     restoreWork{cr: cr},
-	}
+	return nodeOperation(cr, &cr.Status.OperationStatus, cr.Spec.NodeTarget, cr.Spec.NodeJobOptions, cr.Spec.JobOptions, restoreWork{cr: cr})
 }
 
 // source is the Backup or Snapshot a Restore reads.

@@ -3,8 +3,6 @@ package controller
 import (
 	"context"
 
-	"k8s.io/utils/ptr"
-
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
@@ -17,14 +15,7 @@ type snapshotWork struct {
 }
 
 func snapshotOperation(cr *citav1.Snapshot) *operation {
-	return &operation{
-		obj: cr, status: &cr.Status.OperationStatus,
-		targets:  []nodeops.Target{target(cr.Namespace, cr.Spec.NodeTarget)},
-		action:   cr.Spec.Action,
-		job:      cr.Spec.JobOptions,
-		affinity: ptr.Deref(cr.Spec.PodAffinityFlag, false),
-		work:     snapshotWork{cr: cr},
-	}
+	return nodeOperation(cr, &cr.Status.OperationStatus, cr.Spec.NodeTarget, cr.Spec.NodeJobOptions, cr.Spec.JobOptions, snapshotWork{cr: cr})
 }
 
 func (w snapshotWork) validate(_ context.Context, c *Controller, op *operation, _ []*nodeops.Node) error {
