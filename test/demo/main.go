@@ -24,7 +24,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/cita-cloud/cita-node-operator/test/fixtures"
 	"github.com/cita-cloud/cita-node-operator/test/jobrunner"
@@ -111,7 +110,7 @@ func (d *demo) run() error {
 	defer runner.Stop()
 
 	opKubeconfig := filepath.Join(d.workDir, "operator.kubeconfig")
-	if err := impersonate(d.kubeconfig, opKubeconfig); err != nil {
+	if err := localcluster.ImpersonatingKubeconfig(d.kubeconfig, opKubeconfig, "cita", "cita-node-operator"); err != nil {
 		return err
 	}
 	logPath := filepath.Join(d.workDir, "operator.log")
@@ -264,17 +263,4 @@ func (d *demo) kubectl(args ...string) (string, error) {
 	return d.tool("kubectl", append([]string{"--kubeconfig", d.kubeconfig}, args...)...)
 }
 
-// impersonate writes a copy of the admin kubeconfig acting as the chart's
-// ServiceAccount, so the operator runs with exactly the chart's RBAC.
-func impersonate(admin, out string) error {
-	cfg, err := clientcmd.LoadFromFile(admin)
-	if err != nil {
-		return err
-	}
-	for _, auth := range cfg.AuthInfos {
-		auth.Impersonate = "system:serviceaccount:cita:cita-node-operator"
-		auth.ImpersonateGroups = []string{"system:serviceaccounts", "system:serviceaccounts:cita", "system:authenticated"}
-	}
-	return clientcmd.WriteToFile(*cfg, out)
-}
 

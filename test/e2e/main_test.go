@@ -16,7 +16,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned"
 	"github.com/cita-cloud/cita-node-operator/test/localcluster"
@@ -147,8 +146,8 @@ func setUp(ctx context.Context) (func(), error) {
 	if out, err := helm.CombinedOutput(); err != nil {
 		return cleanup, fmt.Errorf("helm install: %v: %s", err, out)
 	}
-	operatorKubeconfig, err := impersonating(env.kubeconfig, filepath.Join(env.logDir, "operator.kubeconfig"), "cita", "cita-node-operator")
-	if err != nil {
+	operatorKubeconfig := filepath.Join(env.logDir, "operator.kubeconfig")
+	if err := localcluster.ImpersonatingKubeconfig(env.kubeconfig, operatorKubeconfig, "cita", "cita-node-operator"); err != nil {
 		return cleanup, err
 	}
 
@@ -164,20 +163,6 @@ func setUp(ctx context.Context) (func(), error) {
 	}
 	cleanups = append(cleanups, func() { _ = env.operator.stop() })
 	return cleanup, nil
-}
-
-// impersonating writes a copy of the admin kubeconfig that acts as the
-// ServiceAccount namespace/name (the admin may impersonate).
-func impersonating(admin, out, namespace, name string) (string, error) {
-	cfg, err := clientcmd.LoadFromFile(admin)
-	if err != nil {
-		return "", err
-	}
-	for _, auth := range cfg.AuthInfos {
-		auth.Impersonate = "system:serviceaccount:" + namespace + ":" + name
-		auth.ImpersonateGroups = []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}
-	}
-	return out, clientcmd.WriteToFile(*cfg, out)
 }
 
 // kubectl runs the project's own kubectl against the cluster.
