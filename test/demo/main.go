@@ -262,5 +262,3 @@ func (d *demo) tool(tool string, args ...string) (string, error) {
 func (d *demo) kubectl(args ...string) (string, error) {
 	return d.tool("kubectl", append([]string{"--kubeconfig", d.kubeconfig}, args...)...)
 }
-
-
