@@ -371,3 +371,30 @@ func TestKilledJobIsFollowedByRecovery(t *testing.T) {
 		})
 	}
 }
+
+// TestUnschedulableJobPod: a Job pod the scheduler cannot place fails the
+// operation after the job start timeout, naming the reason; the node is
+// started again.
+func TestUnschedulableJobPod(t *testing.T) {
+	d := deployments()[2]
+	cr := fallbackOn(d)
+	f := newFixture(t, append([]runtime.Object{cr}, d.objects...)...)
+	runUntilJob(t, f, d)
+	pod := f.runningJobPod("fb-fallback", nil)
+	pod.Status = corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{{
+		Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable,
+		Message: "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector.",
+	}}}
+	f.upsert(pod)
+	f.clock.Step(f.c.cfg.JobStartTimeout)
+	f.mustSync("BlockHeightFallback", "fb")
+	assertDecidedFailed(t, f.status(cr), ReasonJobCannotRun, "unschedulable: 0/2 nodes are available")
+	f.mustSync("BlockHeightFallback", "fb") // deletes the Job
+	f.deletePod(pod.Name)
+	st := runToEnd(t, f, "BlockHeightFallback", "fb", cr)
+	assertFailed(t, st, ReasonJobCannotRun, "could not start within 2m0s")
+	assertStartedWith(t, f, d, 1)
+	if f.jobExists("fb-recover") {
+		t.Error("a recovery Job for a Job that never started")
+	}
+}
