@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/cita-cloud/cita-node-operator/test/jobrunner"
@@ -54,4 +55,18 @@ func startRunner(ctx context.Context) (func(), error) {
 	}
 	runner = r
 	return r.Stop, nil
+}
+
+// jobDelay is a fallback height at which the fake cloud-op takes s seconds.
+func jobDelay(s int64) int64 { return jobrunner.DelayHeight + s }
+
+// runnerStarts counts the containers the runner started for a Job's pods.
+func runnerStarts(ns, jobName string) int {
+	n := 0
+	for _, r := range runner.Runs() {
+		if r.Namespace == ns && strings.HasPrefix(r.Name, jobName+"-") && r.Started {
+			n++
+		}
+	}
+	return n
 }
