@@ -143,8 +143,7 @@ func (c *Controller) createJob(ctx context.Context, op *operation, nodes []*node
 		return 0, err
 	}
 	op.status.Job = &citav1.JobRecord{Name: job.Name, Image: image}
-	op.setStep(citav1.StepRunning, "Job %s running %s on node %s", job.Name, args.Op, nodes[0].Name)
-	c.event(op, eventNormal, "JobCreated", "created Job %s (%s, image %s)", job.Name, args.Op, image)
+	op.setStep(citav1.StepRunning, "node stopped; Job %s running %s on node %s (image %s)", job.Name, args.Op, nodes[0].Name, image)
 	return c.cfg.JobStartTimeout, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -165,8 +166,17 @@ func isDecided(st *citav1.OperationStatus) bool {
 // nothing it finishes now; otherwise the outcome is written first and the
 // nodes are started on the next sync, so a crash in between can neither
 // lose the outcome nor run the operation a second time.
+//
+// One case needs no separate write: the outcome read from a finished Job of
+// the operation's own. Until its TTL is set (after the outcome is written)
+// that Job is itself a durable record of the outcome, which a restarted
+// operator reads again (see advance), so the node is started and the
+// outcome written together.
 func (c *Controller) decided(ctx context.Context, op *operation) (time.Duration, error) {
 	if !c.holdsAny(op) && len(c.activeJobPods(string(op.obj.GetUID()))) == 0 {
+		return c.finish(ctx, op)
+	}
+	if job, err := c.ownJob(op); err == nil && job != nil && jobFinished(job) {
 		return c.finish(ctx, op)
 	}
 	op.setStep(citav1.StepStarting, "%s", meta.FindStatusCondition(op.status.Conditions, citav1.ConditionSucceeded).Message)
@@ -276,13 +286,15 @@ func (c *Controller) finish(ctx context.Context, op *operation) (time.Duration, 
 	cond := meta.FindStatusCondition(op.status.Conditions, citav1.ConditionSucceeded)
 	st := op.status
 	st.EndTime = ptrTime(c.clock.Now())
+	st.Status = citav1.PhaseFailed
 	if cond.Status == metav1.ConditionTrue {
 		st.Status = citav1.PhaseComplete
-		op.setStep(citav1.StepDone, "%s", cond.Message)
-	} else {
-		st.Status = citav1.PhaseFailed
-		op.setStep(citav1.StepDone, "%s", cond.Message)
 	}
+	msg := cond.Message
+	if len(op.started) > 0 {
+		msg += "; node started: " + strings.Join(op.started, ", ")
+	}
+	op.setStep(citav1.StepDone, "%s", msg)
 	return 0, nil
 }
 
@@ -294,7 +306,7 @@ func (c *Controller) releaseWorkload(ctx context.Context, op *operation, w *node
 		return err
 	}
 	if stopped && w.Replicas == 0 {
-		c.event(op, eventNormal, "NodeStarted", "%s scaled back to %d", w.Key(), replicas)
+		op.started = append(op.started, fmt.Sprintf("%s back to %d replicas", w.Key(), replicas))
 	}
 	return nil
 }

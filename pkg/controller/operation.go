@@ -33,6 +33,8 @@ type operation struct {
 	// affinity pins the Job to the machine the node ran on.
 	affinity bool
 	work     work
+	// started notes the workloads this sync started, for the Done message.
+	started []string
 }
 
 func (op *operation) holder() nodeops.Holder {

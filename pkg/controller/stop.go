@@ -64,7 +64,6 @@ func (c *Controller) stopNodes(ctx context.Context, op *operation, nodes []*node
 	if len(left) == 0 {
 		if !meta.IsStatusConditionTrue(op.status.Conditions, citav1.ConditionNodeStopped) {
 			c.setCondition(op, citav1.ConditionNodeStopped, metav1.ConditionTrue, "Stopped", "no pod of the node(s) exists")
-			c.event(op, eventNormal, "NodeStopped", "no pod of the node(s) exists")
 		}
 		return true, 0, nil
 	}
