@@ -96,6 +96,14 @@ demo: tools build ## Run the operator for real on a local control plane, apply t
 demo-down: ## Stop what make demo started.
 	hack/demo.sh down
 
+.PHONY: bench
+bench: tools build ## The operator vs the floor on the real control plane, N=500 (as root; ~3 min); results in bench/RESULTS.md.
+	$(GO) run ./test/bench -n $(or $(N),500) -out bench/RESULTS.md
+
+.PHONY: bench-quick
+bench-quick: tools build ## The same at N=50 (~30 s), printed only.
+	$(GO) run ./test/bench -n 50
+
 .PHONY: bench-data
 bench-data: ## The Job's data work vs cp -a / sha256sum on a 2 GiB chain-like tree (root: drops caches).
 	$(GO) run ./test/benchdata -dir /var/tmp/cita-bench-data -size 2GiB -runs 3
