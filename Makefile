@@ -97,8 +97,8 @@ demo-down: ## Stop what make demo started.
 	hack/demo.sh down
 
 .PHONY: bench
-bench: tools build ## The operator vs the floor on the real control plane, N=500 (as root; ~3 min); results in bench/RESULTS.md.
-	$(GO) run ./test/bench -n $(or $(N),500) -out bench/RESULTS.md
+bench: tools build ## The operator vs the floor on the real control plane, N=500 (as root; ~3 min); report in bench/latest.md.
+	$(GO) run ./test/bench -n $(or $(N),500) -out bench/latest.md
 
 .PHONY: bench-quick
 bench-quick: tools build ## The same at N=50 (~30 s), printed only.
