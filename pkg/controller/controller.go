@@ -105,6 +105,7 @@ type Controller struct {
 	kindByName      map[string]*kind
 	synced          []cache.InformerSynced
 	metrics         *metrics
+	written         written
 }
 
 // Index names.

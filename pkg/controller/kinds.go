@@ -48,13 +48,19 @@ func newKind[T object](name, jobSuffix string, informer cache.SharedIndexInforme
 		op.kind = k
 		return op, nil
 	}
-	k.updateStatus = func(ctx context.Context, op *operation) error {
-		_, err := client(op.obj.GetNamespace()).UpdateStatus(ctx, op.obj.(T), metav1.UpdateOptions{})
-		return err
+	k.updateStatus = func(ctx context.Context, op *operation) (string, error) {
+		out, err := client(op.obj.GetNamespace()).UpdateStatus(ctx, op.obj.(T), metav1.UpdateOptions{})
+		if err != nil {
+			return "", err
+		}
+		return out.GetResourceVersion(), nil
 	}
-	k.patch = func(ctx context.Context, namespace, name string, data []byte) error {
-		_, err := client(namespace).Patch(ctx, name, types.MergePatchType, data, metav1.PatchOptions{})
-		return err
+	k.patch = func(ctx context.Context, namespace, name string, data []byte) (string, error) {
+		out, err := client(namespace).Patch(ctx, name, types.MergePatchType, data, metav1.PatchOptions{})
+		if err != nil {
+			return "", err
+		}
+		return out.GetResourceVersion(), nil
 	}
 	return k
 }

@@ -78,7 +78,7 @@ func (c *Controller) lockNodes(ctx context.Context, op *operation, nodes []*node
 				}
 			}
 		}
-		if err := nodeops.PatchWorkload(ctx, c.kube, w, op.obj.GetNamespace(), nodeops.LockPatch(w, req)); err != nil {
+		if err := c.patchWorkload(ctx, op.obj.GetNamespace(), w, nodeops.LockPatch(w, req)); err != nil {
 			return false, 0, err
 		}
 		klog.FromContext(ctx).V(2).Info("Locked", "workload", w.Key(), "stop", req.Stop)
@@ -245,7 +245,7 @@ func (c *Controller) releaseOrphan(ctx context.Context, namespace string, h node
 		return fmt.Errorf("%s is held by %s, which is gone; waiting for its Job pod %s to stop before starting it", w.Key(), h, running[0].Name)
 	}
 	klog.FromContext(ctx).Info("Releasing a workload whose operation is gone", "workload", w.Key(), "holder", h.String())
-	return nodeops.PatchWorkload(ctx, c.kube, w, namespace, nodeops.ReleasePatch(w))
+	return c.patchWorkload(ctx, namespace, w, nodeops.ReleasePatch(w))
 }
 
 // activeJobPods are the operation's Job pods that are not finished: they may

@@ -51,15 +51,22 @@ func (c *Controller) syncOperation(ctx context.Context, k *kind, key cache.Objec
 	}
 	logger := klog.FromContext(ctx).WithValues("kind", k.name, "operation", klog.KRef(key.Namespace, key.Name))
 	ctx = klog.NewContext(ctx, logger)
+	if c.written.behind(op.obj) {
+		// The informer brings our last write shortly, with an event.
+		k.queue.AddAfter(key, cacheLag)
+		return nil
+	}
 
 	orig := op.obj.DeepCopyObject()
 	prevStep, prevPhase := op.status.Step, op.status.Status
 	after, stepErr := c.advance(ctx, op)
 
 	if !apiequality.Semantic.DeepEqual(orig, op.obj) {
-		if err := k.updateStatus(ctx, op); err != nil {
+		rv, err := k.updateStatus(ctx, op)
+		if err != nil {
 			return errors.Join(stepErr, err)
 		}
+		c.written.record(op.obj.GetUID(), rv)
 		c.observe(op, prevPhase)
 		if op.status.Step != prevStep {
 			eventType := eventNormal
@@ -124,6 +131,9 @@ func (c *Controller) advance(ctx context.Context, op *operation) (time.Duration,
 	}
 	if err != nil {
 		return 0, err
+	}
+	if c.workloadsBehind(workloadsOf(nodes)) {
+		return cacheLag, nil
 	}
 
 	if ok, after, err := c.lockNodes(ctx, op, nodes); !ok || err != nil {
@@ -273,6 +283,9 @@ func (c *Controller) finish(ctx context.Context, op *operation) (time.Duration, 
 		}
 	}
 	held := c.heldWorkloads(op)
+	if c.workloadsBehind(held) {
+		return cacheLag, nil
+	}
 	if len(held) > 0 {
 		op.setStep(citav1.StepStarting, "starting node(s)")
 		for _, w := range held {
@@ -302,7 +315,7 @@ func (c *Controller) finish(ctx context.Context, op *operation) (time.Duration, 
 // nobody scaled it since) and removes the lock.
 func (c *Controller) releaseWorkload(ctx context.Context, op *operation, w *nodeops.Workload) error {
 	replicas, stopped := nodeops.StoppedReplicas(w)
-	if err := nodeops.PatchWorkload(ctx, c.kube, w, op.obj.GetNamespace(), nodeops.ReleasePatch(w)); err != nil {
+	if err := c.patchWorkload(ctx, op.obj.GetNamespace(), w, nodeops.ReleasePatch(w)); err != nil {
 		return err
 	}
 	if stopped && w.Replicas == 0 {
@@ -368,11 +381,37 @@ func (c *Controller) patchFinalizers(ctx context.Context, op *operation, finaliz
 	if err != nil {
 		return err
 	}
-	err = op.kind.patch(ctx, op.obj.GetNamespace(), op.obj.GetName(), patch)
+	rv, err := op.kind.patch(ctx, op.obj.GetNamespace(), op.obj.GetName(), patch)
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
+	c.written.record(op.obj.GetUID(), rv)
 	return err
+}
+
+// cacheLag is how soon a sync is retried when the cache has not yet caught
+// up with the controller's own last write.
+const cacheLag = 50 * time.Millisecond
+
+// patchWorkload sends a patch to a workload and remembers the version
+// written, so that no later sync acts on a cache older than it.
+func (c *Controller) patchWorkload(ctx context.Context, namespace string, w *nodeops.Workload, patch []byte) error {
+	rv, err := nodeops.PatchWorkload(ctx, c.kube, w, namespace, patch)
+	if err == nil {
+		c.written.record(w.Object.GetUID(), rv)
+	}
+	return err
+}
+
+// workloadsBehind reports whether the cache of any of the workloads has not
+// yet seen the controller's last write to it.
+func (c *Controller) workloadsBehind(ws []*nodeops.Workload) bool {
+	for _, w := range ws {
+		if c.written.behind(w.Object) {
+			return true
+		}
+	}
+	return false
 }
 
 func ptrTime(t time.Time) *metav1.Time {

@@ -83,10 +83,12 @@ type kind struct {
 	informer  cache.SharedIndexInformer
 	// get returns the operation for a cached CR (a deep copy).
 	get func(key cache.ObjectName) (*operation, error)
-	// updateStatus writes op's status through the status subresource.
-	updateStatus func(ctx context.Context, op *operation) error
-	// patch sends a merge patch to the CR's metadata.
-	patch func(ctx context.Context, namespace, name string, data []byte) error
+	// updateStatus writes op's status through the status subresource and
+	// returns the resourceVersion written.
+	updateStatus func(ctx context.Context, op *operation) (string, error)
+	// patch sends a merge patch to the CR's metadata and returns the
+	// resourceVersion written.
+	patch func(ctx context.Context, namespace, name string, data []byte) (string, error)
 }
 
 // accountSwapper is implemented by kinds that need each node's account

@@ -41,7 +41,7 @@ func (c *Controller) stopNodes(ctx context.Context, op *operation, nodes []*node
 				return false, 0, err
 			}
 			req := nodeops.LockRequest{Holder: op.holder(), Stop: true, Machine: machine}
-			if err := nodeops.PatchWorkload(ctx, c.kube, w, n.Namespace, nodeops.LockPatch(w, req)); err != nil {
+			if err := c.patchWorkload(ctx, n.Namespace, w, nodeops.LockPatch(w, req)); err != nil {
 				return false, 0, err
 			}
 			c.recordStop(op, n, machine)

@@ -150,18 +150,25 @@ func ReleasePatch(w *Workload) []byte {
 	return mustJSON(p)
 }
 
-// PatchWorkload sends a merge patch to the workload.
-func PatchWorkload(ctx context.Context, c kubernetes.Interface, w *Workload, namespace string, patch []byte) error {
-	var err error
+// PatchWorkload sends a merge patch to the workload and returns the
+// resourceVersion it wrote.
+func PatchWorkload(ctx context.Context, c kubernetes.Interface, w *Workload, namespace string, patch []byte) (string, error) {
+	var (
+		obj metav1.Object
+		err error
+	)
 	switch w.Kind {
 	case "StatefulSet":
-		_, err = c.AppsV1().StatefulSets(namespace).Patch(ctx, w.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+		obj, err = c.AppsV1().StatefulSets(namespace).Patch(ctx, w.Name, types.MergePatchType, patch, metav1.PatchOptions{})
 	case "Deployment":
-		_, err = c.AppsV1().Deployments(namespace).Patch(ctx, w.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+		obj, err = c.AppsV1().Deployments(namespace).Patch(ctx, w.Name, types.MergePatchType, patch, metav1.PatchOptions{})
 	default:
-		err = fmt.Errorf("unknown workload kind %q", w.Kind)
+		return "", fmt.Errorf("unknown workload kind %q", w.Kind)
 	}
-	return err
+	if err != nil {
+		return "", err
+	}
+	return obj.GetResourceVersion(), nil
 }
 
 func mustJSON(v any) []byte {

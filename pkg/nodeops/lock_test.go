@@ -301,7 +301,7 @@ func TestPatchWorkload(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			if err := PatchWorkload(ctx, c, w, ns, LockPatch(w, LockRequest{Holder: backup1, Stop: true, Machine: "machine-a"})); err != nil {
+			if _, err := PatchWorkload(ctx, c, w, ns, LockPatch(w, LockRequest{Holder: backup1, Stop: true, Machine: "machine-a"})); err != nil {
 				t.Fatalf("lock: %v", err)
 			}
 			w, err = tc.get(c)
@@ -328,7 +328,7 @@ func TestPatchWorkload(t *testing.T) {
 				t.Errorf("StoppedReplicas = %d, %v, want 3, true", r, ok)
 			}
 
-			if err := PatchWorkload(ctx, c, w, ns, ReleasePatch(w)); err != nil {
+			if _, err := PatchWorkload(ctx, c, w, ns, ReleasePatch(w)); err != nil {
 				t.Fatalf("release: %v", err)
 			}
 			w, err = tc.get(c)
@@ -353,7 +353,7 @@ func TestPatchWorkloadErrors(t *testing.T) {
 	c := fake.NewClientset()
 	w := StatefulSetWorkload(cloudConfigSTS("node0"))
 	w.Kind = "DaemonSet"
-	err := PatchWorkload(ctx, c, w, ns, ReleasePatch(w))
+	_, err := PatchWorkload(ctx, c, w, ns, ReleasePatch(w))
 	if err == nil || !strings.Contains(err.Error(), `unknown workload kind "DaemonSet"`) {
 		t.Errorf("PatchWorkload(DaemonSet) = %v, want an unknown kind error", err)
 	}
@@ -366,7 +366,7 @@ func TestPatchWorkloadErrors(t *testing.T) {
 		"Deployment":  DeploymentWorkload(pythonDeployment("mychain", "node1")),
 	} {
 		t.Run("missing "+name, func(t *testing.T) {
-			if err := PatchWorkload(ctx, c, w, ns, ReleasePatch(w)); !apierrors.IsNotFound(err) {
+			if _, err := PatchWorkload(ctx, c, w, ns, ReleasePatch(w)); !apierrors.IsNotFound(err) {
 				t.Errorf("PatchWorkload of a missing %s = %v, want NotFound", name, err)
 			}
 		})
