@@ -204,35 +204,34 @@ func (c *CloudOp) runInPlace(ctx context.Context, nodeRoot string, args []string
 
 // Fallback rolls the node's chain state back to p.Height.
 func Fallback(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result, error) {
-	res := jobargs.Result{CloudOpGeneration: c.Generation, BlockHeight: p.Height}
-	note, err := RecoverNodeRoot(p.NodeRoot)
-	res.Warning = note
-	if err != nil {
-		return res, err
-	}
-	if !isDir(filepath.Join(p.NodeRoot, ChainDataDir)) {
-		return res, fmt.Errorf("node root %s has %w", p.NodeRoot, errNoChainData)
-	}
-	args, err := cloudOpArgs(c.Generation, jobargs.OpFallback, p)
+	res, args, err := c.prepare(jobargs.OpFallback, p)
 	if err != nil {
 		return res, err
 	}
 	return res, c.runInPlace(ctx, p.NodeRoot, args)
 }
 
-// Snapshot has cloud-op write the chain state at p.Height to P/<h>, then hashes it into a
-// manifest there so that restoring it is verified.
-func Snapshot(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result, error) {
+// prepare is what every cloud-op operation does first: clean up after a
+// killed earlier run, check the node root has chain data, build the command
+// line of the image's cloud-op generation.
+func (c *CloudOp) prepare(op jobargs.Op, p CloudOpParams) (jobargs.Result, []string, error) {
 	res := jobargs.Result{CloudOpGeneration: c.Generation, BlockHeight: p.Height}
 	note, err := RecoverNodeRoot(p.NodeRoot)
 	res.Warning = note
 	if err != nil {
-		return res, err
+		return res, nil, err
 	}
 	if !isDir(filepath.Join(p.NodeRoot, ChainDataDir)) {
-		return res, fmt.Errorf("node root %s has %w", p.NodeRoot, errNoChainData)
+		return res, nil, fmt.Errorf("node root %s has %w", p.NodeRoot, errNoChainData)
 	}
-	args, err := cloudOpArgs(c.Generation, jobargs.OpSnapshot, p)
+	args, err := cloudOpArgs(c.Generation, op, p)
+	return res, args, err
+}
+
+// Snapshot has cloud-op write the chain state at p.Height to P/<h>, then hashes it into a
+// manifest there so that restoring it is verified.
+func Snapshot(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result, error) {
+	res, args, err := c.prepare(jobargs.OpSnapshot, p)
 	if err != nil {
 		return res, err
 	}
