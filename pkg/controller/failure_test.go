@@ -398,3 +398,57 @@ func TestUnschedulableJobPod(t *testing.T) {
 		t.Error("a recovery Job for a Job that never started")
 	}
 }
+
+// TestJobThatNeverStarts: whatever keeps the Job's pod from starting — a
+// volume that will not mount, no pod created at all — the operation fails
+// at the job start timeout and the node is started; a pod that runs is
+// never timed out.
+func TestJobThatNeverStarts(t *testing.T) {
+	cases := map[string]struct {
+		pod  func(f *fixture)
+		want string
+	}{
+		"volume never mounts": {
+			pod: func(f *fixture) {
+				f.runningJobPod("fb-fallback", &corev1.ContainerStateWaiting{Reason: "ContainerCreating"})
+			},
+			want: "cannot start: ContainerCreating",
+		},
+		"no pod created": {
+			pod:  func(*fixture) {},
+			want: "the Job has created no pod",
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			d := deployments()[0]
+			cr := fallbackOn(d)
+			f := newFixture(t, append([]runtime.Object{cr}, d.objects...)...)
+			runUntilJob(t, f, d)
+			tc.pod(f)
+			f.clock.Step(f.c.cfg.JobStartTimeout - time.Second)
+			f.mustSync("BlockHeightFallback", "fb")
+			if isDecided(f.status(cr)) {
+				t.Fatal("failed before the job start timeout")
+			}
+			f.clock.Step(time.Second)
+			f.mustSync("BlockHeightFallback", "fb")
+			assertDecidedFailed(t, f.status(cr), ReasonJobCannotRun, tc.want)
+			st := runToEnd(t, f, "BlockHeightFallback", "fb", cr)
+			assertFailed(t, st, ReasonJobCannotRun, tc.want)
+			assertStartedWith(t, f, d, 1)
+		})
+	}
+	t.Run("a running pod is not timed out", func(t *testing.T) {
+		d := deployments()[0]
+		cr := fallbackOn(d)
+		f := newFixture(t, append([]runtime.Object{cr}, d.objects...)...)
+		runUntilJob(t, f, d)
+		f.runningJobPod("fb-fallback", nil)
+		f.clock.Step(10 * f.c.cfg.JobStartTimeout)
+		f.mustSync("BlockHeightFallback", "fb")
+		if isDecided(f.status(cr)) {
+			t.Fatalf("a running Job was failed: %s", f.status(cr).Message)
+		}
+	})
+}

@@ -250,27 +250,45 @@ func (c *Controller) checkJobStart(op *operation, job *batchv1.Job) time.Duratio
 	return after
 }
 
-// jobCannotStart says why the Job's pod cannot start, if it cannot, and how
-// long it has left before JobStartTimeout (0: none).
+// jobCannotStart says why the Job's pod has not started, if it has not,
+// and how long it has left before JobStartTimeout (0: none). Any pod that
+// has not started in that time counts, whatever holds it (an image that
+// cannot be pulled, no machine to schedule it on, a volume that will not
+// mount, no pod created at all): the node is down meanwhile.
 func (c *Controller) jobCannotStart(op *operation, job *batchv1.Job) (string, time.Duration) {
-	var why string
+	var why, pending string
+	pods := 0
 	for _, p := range c.jobPods(string(op.obj.GetUID())) {
 		if ref := metav1.GetControllerOf(p); ref == nil || ref.Name != job.Name {
 			continue
 		}
+		pods++
+		if p.Status.Phase != corev1.PodPending && p.Status.Phase != "" {
+			return "", 0 // running or finished: it started
+		}
+		pending = fmt.Sprintf("pod %s is still %s", p.Name, orDefault(string(p.Status.Phase), "pending"))
 		for _, cond := range p.Status.Conditions {
 			if cond.Type == corev1.PodScheduled && cond.Status == corev1.ConditionFalse && cond.Reason == corev1.PodReasonUnschedulable {
 				why = fmt.Sprintf("pod %s is unschedulable: %s", p.Name, cond.Message)
 			}
 		}
 		for _, cs := range p.Status.ContainerStatuses {
-			if w := cs.State.Waiting; w != nil && podCannotStart[w.Reason] {
-				why = fmt.Sprintf("pod %s cannot start: %s: %s", p.Name, w.Reason, w.Message)
+			if cs.State.Running != nil || cs.State.Terminated != nil {
+				return "", 0
+			}
+			if w := cs.State.Waiting; w != nil {
+				if podCannotStart[w.Reason] || why == "" {
+					why = fmt.Sprintf("pod %s cannot start: %s: %s", p.Name, w.Reason, w.Message)
+				}
 			}
 		}
 	}
-	if why == "" {
-		return "", 0
+	switch {
+	case why != "":
+	case pods == 0:
+		why = "the Job has created no pod"
+	default:
+		why = pending
 	}
 	elapsed := c.clock.Since(job.CreationTimestamp.Time)
 	if elapsed >= c.cfg.JobStartTimeout {
