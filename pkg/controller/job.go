@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -10,6 +11,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -109,6 +111,41 @@ func (c *Controller) jobImage(op *operation) string {
 }
 
 func (c *Controller) createJob(ctx context.Context, op *operation, nodes []*nodeops.Node) (time.Duration, error) {
+	after, err := c.buildAndCreateJob(ctx, op, nodes)
+	if err == nil {
+		return after, nil
+	}
+	// The node may be stopped already: an error that persists (a source
+	// Backup deleted meanwhile, a Job or PVC refused by admission or quota)
+	// must end the operation, not retry it with the node down forever.
+	var invalid *nodeops.InvalidError
+	switch {
+	case errors.As(err, &invalid):
+		c.fail(op, ReasonInvalid, "%s", invalid.Reason)
+		return 0, nil
+	case apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err):
+		c.fail(op, ReasonJobCannotRun, "cannot create what the Job needs: %v", err)
+		return 0, nil
+	}
+	if since := c.stoppedSince(op); !since.IsZero() && c.clock.Since(since) >= c.cfg.JobStartTimeout {
+		c.fail(op, ReasonJobCannotRun, "no Job could be created within %s of the stop: %v", c.cfg.JobStartTimeout, err)
+		return 0, nil
+	}
+	return 0, err
+}
+
+// stoppedSince is when the node was found stopped (or, for Direct, when the
+// lock was taken); zero if unknown.
+func (c *Controller) stoppedSince(op *operation) time.Time {
+	for _, t := range []string{citav1.ConditionNodeStopped, citav1.ConditionNodeLocked} {
+		if cond := meta.FindStatusCondition(op.status.Conditions, t); cond != nil && cond.Status == metav1.ConditionTrue {
+			return cond.LastTransitionTime.Time
+		}
+	}
+	return time.Time{}
+}
+
+func (c *Controller) buildAndCreateJob(ctx context.Context, op *operation, nodes []*nodeops.Node) (time.Duration, error) {
 	ready, err := op.work.prepare(ctx, c, op, nodes)
 	if err != nil || !ready {
 		return 0, err
@@ -300,7 +337,15 @@ func (c *Controller) jobCannotStart(op *operation, job *batchv1.Job) (string, ti
 // stopJob makes sure no pod of the operation's Job is running before its
 // node is started: an unfinished Job is deleted and its pods awaited.
 func (c *Controller) stopJob(ctx context.Context, op *operation) (time.Duration, error) {
-	active := c.activeJobPods(string(op.obj.GetUID()))
+	// Only the operation's own Job: the recovery Job's pods are
+	// recoverNodeRoot's to wait for, never to kill.
+	var active []*corev1.Pod
+	for _, p := range c.activeJobPods(string(op.obj.GetUID())) {
+		if ref := metav1.GetControllerOf(p); ref == nil || ref.Name != op.jobName() {
+			continue
+		}
+		active = append(active, p)
+	}
 	job, err := c.ownJob(op)
 	if err != nil {
 		return 0, err
@@ -325,6 +370,12 @@ func (c *Controller) stopJob(ctx context.Context, op *operation) (time.Duration,
 			}
 		}
 		op.setStep(citav1.StepStarting, "waiting for Job pod %s to stop before starting the node", active[0].Name)
+		return 2 * time.Second, nil
+	}
+	if job != nil && job.DeletionTimestamp != nil {
+		// Deleted in the foreground: the Job goes only after its pods, so
+		// a pod the cache has not seen yet cannot outlive it.
+		op.setStep(citav1.StepStarting, "waiting for Job %s to be deleted before starting the node", job.Name)
 		return 2 * time.Second, nil
 	}
 	return 0, nil

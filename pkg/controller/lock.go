@@ -58,7 +58,11 @@ func (c *Controller) lockNodes(ctx context.Context, op *operation, nodes []*node
 			c.wait(op, w, h.String())
 			return false, c.WaitRecheck(), nil
 		}
-		if first := c.firstWaiter(op.obj.GetNamespace(), w.Key()); first != nil && first.GetUID() != op.obj.GetUID() {
+		// Once it holds one of its workloads an operation takes the next
+		// free one whatever the queue says: two Switchovers of one pair, each
+		// holding one node and first in line for the other, would wait for
+		// each other forever.
+		if first := c.firstWaiter(op.obj.GetNamespace(), w.Key()); first != nil && first.GetUID() != op.obj.GetUID() && !holdsOneOf(workloads, me) {
 			c.wait(op, w, "")
 			return false, c.WaitRecheck(), nil
 		}
@@ -261,13 +265,23 @@ func (c *Controller) activeJobPods(uid string) []*corev1.Pod {
 }
 
 func (c *Controller) deleteJob(ctx context.Context, namespace, name string, uid types.UID) error {
-	background := metav1.DeletePropagationBackground
+	foreground := metav1.DeletePropagationForeground
 	err := c.kube.BatchV1().Jobs(namespace).Delete(ctx, name, metav1.DeleteOptions{
 		Preconditions:     &metav1.Preconditions{UID: &uid},
-		PropagationPolicy: &background,
+		PropagationPolicy: &foreground,
 	})
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 		return nil
 	}
 	return err
+}
+
+// holdsOneOf reports whether h holds any of the workloads.
+func holdsOneOf(ws []*nodeops.Workload, h nodeops.Holder) bool {
+	for _, w := range ws {
+		if nodeops.HeldBy(w, h) {
+			return true
+		}
+	}
+	return false
 }

@@ -32,6 +32,7 @@ const (
 	ReasonJobCannotRun  = "JobCannotStart"
 	ReasonStopTimeout   = "StopTimeout"
 	ReasonScaledByOther = "ScaledByOther"
+	ReasonLockLost      = "LockLost"
 	ReasonNodeRunning   = "NodeRunning"
 	ReasonDeleted       = "Deleted"
 	ReasonWaiting       = "Waiting"
@@ -134,6 +135,13 @@ func (c *Controller) advance(ctx context.Context, op *operation) (time.Duration,
 	}
 	if c.workloadsBehind(workloadsOf(nodes)) {
 		return cacheLag, nil
+	}
+	if meta.IsStatusConditionTrue(st.Conditions, citav1.ConditionNodeLocked) && !c.holdsAny(op) {
+		// The lock (and the recorded replicas) vanished from the workload
+		// while the operation held it: it was replaced or edited. Taking it
+		// again would record its current replicas and stop it a second time.
+		c.fail(op, ReasonLockLost, "the lock on the node's workload is gone (the workload was replaced or its annotations removed while the operation ran): aborted, the workload left as it is now")
+		return c.decided(ctx, op)
 	}
 
 	if ok, after, err := c.lockNodes(ctx, op, nodes); !ok || err != nil {
@@ -285,6 +293,11 @@ func (c *Controller) finish(ctx context.Context, op *operation) (time.Duration, 
 	held := c.heldWorkloads(op)
 	if c.workloadsBehind(held) {
 		return cacheLag, nil
+	}
+	if r, ok := op.work.(accountReverter); ok && len(held) > 0 {
+		if changed, err := r.revertAccounts(ctx, c, op, held); err != nil || changed {
+			return cacheLag, err
+		}
 	}
 	if len(held) > 0 {
 		op.setStep(citav1.StepStarting, "starting node(s)")

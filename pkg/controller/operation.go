@@ -110,3 +110,10 @@ func nodeOperation(obj object, status *citav1.OperationStatus, t citav1.NodeTarg
 		work:     w,
 	}
 }
+
+// accountReverter is implemented by kinds that must leave the nodes'
+// accounts consistent before starting them after a failure (Switchover: a
+// half-done swap would start two nodes with one account).
+type accountReverter interface {
+	revertAccounts(ctx context.Context, c *Controller, op *operation, held []*nodeops.Workload) (changed bool, err error)
+}

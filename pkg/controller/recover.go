@@ -49,11 +49,12 @@ func (c *Controller) recoverNodeRoot(ctx context.Context, op *operation) (time.D
 	if !needsRecovery(op) {
 		return 0, nil
 	}
-	// Only on a node that is still stopped by this operation: one that
-	// someone scaled up meanwhile is running on that data already.
+	// Only on a node that is still at 0 replicas (stopped by this
+	// operation, or already stopped for a Direct one): one that someone
+	// scaled up meanwhile is running on that data already.
 	for _, w := range c.heldWorkloads(op) {
-		if _, stopped := nodeops.StoppedReplicas(w); !stopped || w.Replicas != 0 {
-			c.event(op, eventWarning, "RecoverySkipped", "%s is not stopped: the node root was not checked after the Job was stopped", w.Key())
+		if w.Replicas != 0 {
+			c.event(op, eventWarning, "RecoverySkipped", "%s is at %d replicas: the node root was not checked after the Job was stopped", w.Key(), w.Replicas)
 			return 0, nil
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -61,6 +62,54 @@ func (switchoverWork) recordResult(*operation, *jobargs.Result) {}
 
 func (switchoverWork) swapsAccounts() {}
 
+// revertAccounts puts each node's own recorded account back after a failed
+// Switchover, so that a swap interrupted half-way (one StatefulSet patched)
+// never starts two nodes with the same account. After success there is
+// nothing to revert.
+func (switchoverWork) revertAccounts(ctx context.Context, c *Controller, op *operation, held []*nodeops.Workload) (bool, error) {
+	if meta.IsStatusConditionTrue(op.status.Conditions, citav1.ConditionSucceeded) {
+		return false, nil
+	}
+	changed := false
+	for _, w := range held {
+		own := nodeops.RecordedAccount(w)
+		if own == "" || accountOf(w) == own {
+			continue
+		}
+		if err := c.setAccount(ctx, op.obj.GetNamespace(), w.Name, own); err != nil {
+			return false, err
+		}
+		c.event(op, eventWarning, "AccountRestored", "%s given back its own account ConfigMap %s: the Switchover failed after swapping it", w.Key(), own)
+		changed = true
+	}
+	return changed, nil
+}
+
+// accountOf is the ConfigMap of the workload's node-account volume.
+func accountOf(w *nodeops.Workload) string {
+	for _, v := range w.Template.Spec.Volumes {
+		if v.Name == nodeops.AccountVolume && v.ConfigMap != nil {
+			return v.ConfigMap.Name
+		}
+	}
+	return ""
+}
+
+// setAccount points the StatefulSet's node-account volume at configMap.
+func (c *Controller) setAccount(ctx context.Context, namespace, sts, configMap string) error {
+	patch, err := json.Marshal(map[string]any{"spec": map[string]any{"template": map[string]any{"spec": map[string]any{
+		"volumes": []any{map[string]any{"name": nodeops.AccountVolume, "configMap": map[string]any{"name": configMap}}},
+	}}}})
+	if err != nil {
+		return err
+	}
+	out, err := c.kube.AppsV1().StatefulSets(namespace).Patch(ctx, sts, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+	if err == nil {
+		c.written.record(out.UID, out.ResourceVersion)
+	}
+	return err
+}
+
 // run gives each node the account recorded on the other.
 func (switchoverWork) run(ctx context.Context, c *Controller, op *operation, nodes []*nodeops.Node) (bool, error) {
 	done := true
@@ -74,13 +123,7 @@ func (switchoverWork) run(ctx context.Context, c *Controller, op *operation, nod
 			continue
 		}
 		done = false
-		patch, err := json.Marshal(map[string]any{"spec": map[string]any{"template": map[string]any{"spec": map[string]any{
-			"volumes": []any{map[string]any{"name": nodeops.AccountVolume, "configMap": map[string]any{"name": want}}},
-		}}}})
-		if err != nil {
-			return false, err
-		}
-		if _, err := c.kube.AppsV1().StatefulSets(n.Namespace).Patch(ctx, n.Workload.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		if err := c.setAccount(ctx, n.Namespace, n.Workload.Name, want); err != nil {
 			return false, err
 		}
 		c.event(op, eventNormal, "AccountSwapped", "node %s now uses account ConfigMap %s (was %s)", n.Name, want, n.AccountConfigMap)

@@ -17,7 +17,7 @@ func switchover(name, src, dst string) *citav1.Switchover {
 	return &citav1.Switchover{ObjectMeta: meta0(name), Spec: citav1.SwitchoverSpec{Chain: "test-chain", SourceNode: src, DestNode: dst, JobOptions: jobDefaults()}}
 }
 
-func accountOf(sts *appsv1.StatefulSet) string {
+func stsAccount(sts *appsv1.StatefulSet) string {
 	for _, v := range sts.Spec.Template.Spec.Volumes {
 		if v.Name == nodeops.AccountVolume {
 			return v.ConfigMap.Name
@@ -61,7 +61,7 @@ func TestSwitchover(t *testing.T) {
 	step()                                                           // pods still there
 	playKubelet(f, "node0", "node1")
 	step("patch statefulsets node0", "patch statefulsets node1", "update switchovers/status sw") // swap
-	if a, b := accountOf(f.statefulSet("node0")), accountOf(f.statefulSet("node1")); a != "node1-account" || b != "node0-account" {
+	if a, b := stsAccount(f.statefulSet("node0")), stsAccount(f.statefulSet("node1")); a != "node1-account" || b != "node0-account" {
 		t.Fatalf("accounts after the swap: node0=%s node1=%s", a, b)
 	}
 	step("update switchovers/status sw") // done: outcome recorded
@@ -73,7 +73,7 @@ func TestSwitchover(t *testing.T) {
 	if *f.statefulSet("node0").Spec.Replicas != 1 || *f.statefulSet("node1").Spec.Replicas != 2 {
 		t.Fatal("nodes not started with their own replicas")
 	}
-	if a, b := accountOf(f.statefulSet("node0")), accountOf(f.statefulSet("node1")); a != "node1-account" || b != "node0-account" {
+	if a, b := stsAccount(f.statefulSet("node0")), stsAccount(f.statefulSet("node1")); a != "node1-account" || b != "node0-account" {
 		t.Fatalf("accounts at the end: node0=%s node1=%s", a, b)
 	}
 	if jobs, _ := f.kube.Tracker().List(jobsGVR, jobsGVK, ns); len(mustItems(t, jobs)) != 0 {
@@ -104,7 +104,7 @@ func TestSwitchoverSwapsExactlyOnce(t *testing.T) {
 			if st := f.status(cr); st.Status != citav1.PhaseComplete {
 				t.Fatalf("%s: %s", st.Status, st.Message)
 			}
-			if a, b := accountOf(f.statefulSet("node0")), accountOf(f.statefulSet("node1")); a != "node1-account" || b != "node0-account" {
+			if a, b := stsAccount(f.statefulSet("node0")), stsAccount(f.statefulSet("node1")); a != "node1-account" || b != "node0-account" {
 				t.Fatalf("accounts: node0=%s node1=%s", a, b)
 			}
 			if *f.statefulSet("node0").Spec.Replicas != 1 || *f.statefulSet("node1").Spec.Replicas != 2 {
@@ -159,7 +159,7 @@ func TestSwitchoversInOppositeOrderDoNotDeadlock(t *testing.T) {
 		}
 	}
 	// Swapped twice: back where they started.
-	if x, y := accountOf(f.statefulSet("node0")), accountOf(f.statefulSet("node1")); x != "node0-account" || y != "node1-account" {
+	if x, y := stsAccount(f.statefulSet("node0")), stsAccount(f.statefulSet("node1")); x != "node0-account" || y != "node1-account" {
 		t.Fatalf("accounts: node0=%s node1=%s", x, y)
 	}
 }
