@@ -162,7 +162,7 @@ func NewController(ctx context.Context, kube kubernetes.Interface, cita versione
 		if err := k.informer.AddIndexers(cache.Indexers{byWorkload: c.indexOperationWorkloads(k), byUID: indexUID}); err != nil {
 			return nil, err
 		}
-		if _, err := k.informer.AddEventHandler(c.operationHandler(k)); err != nil {
+		if _, err := k.informer.AddEventHandler(c.forgetting(c.operationHandler(k))); err != nil {
 			return nil, err
 		}
 		c.synced = append(c.synced, k.informer.HasSynced)
@@ -172,7 +172,7 @@ func NewController(ctx context.Context, kube kubernetes.Interface, cita versione
 		if err := informer.AddIndexers(cache.Indexers{byHolder: indexHolder}); err != nil {
 			return nil, err
 		}
-		if _, err := informer.AddEventHandler(handlerFunc(c.workloadChanged)); err != nil {
+		if _, err := informer.AddEventHandler(c.forgetting(handlerFunc(c.workloadChanged))); err != nil {
 			return nil, err
 		}
 		c.workloadIndexes = append(c.workloadIndexes, informer.GetIndexer())
@@ -268,6 +268,19 @@ func handlerFunc(f func(obj any)) cache.ResourceEventHandlerFuncs {
 		UpdateFunc: func(_, obj any) { f(obj) },
 		DeleteFunc: f,
 	}
+}
+
+// forgetting wraps a handler so that a deleted object's remembered writes
+// are dropped with it.
+func (c *Controller) forgetting(h cache.ResourceEventHandlerFuncs) cache.ResourceEventHandlerFuncs {
+	del := h.DeleteFunc
+	h.DeleteFunc = func(obj any) {
+		if o, ok := metaOf(obj); ok {
+			c.written.forget(o.GetUID())
+		}
+		del(obj)
+	}
+	return h
 }
 
 func (c *Controller) operationHandler(k *kind) cache.ResourceEventHandlerFuncs {

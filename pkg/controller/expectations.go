@@ -52,3 +52,10 @@ func (w *written) behind(o metav1.Object) bool {
 	}
 	return true
 }
+
+// forget drops what is remembered of a deleted object.
+func (w *written) forget(uid types.UID) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.rvs, uid)
+}

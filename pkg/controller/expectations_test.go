@@ -23,6 +23,11 @@ func TestWrittenKeepsSyncsOffAStaleCache(t *testing.T) {
 	if w.behind(obj("9")) {
 		t.Fatal("caught up once, the record is gone: a later sync must not wait again")
 	}
+	w.record("u", "20")
+	w.forget("u")
+	if w.behind(obj("11")) {
+		t.Fatal("a forgotten object is still waited for")
+	}
 	w.record("u", "not-a-number")
 	if w.behind(obj("x")) {
 		t.Fatal("an opaque resourceVersion is never behind")
