@@ -419,6 +419,11 @@ leaderElection:
 		"--secure-port="+strconv.Itoa(schedPort),
 		"--cert-dir="+filepath.Join(c.WorkDir, "kube-scheduler"),
 		"--profiling=false",
+		// A pod first tried while its PVC is still being provisioned can
+		// miss the event that binds it and then sits 5 minutes in the
+		// unschedulable queue (seen: a StatefulSet pod never scheduled in a
+		// test's 60 s). Retry it after 2 s instead; it applies with --config.
+		"--pod-max-in-unschedulable-pods-duration=2s",
 	); err != nil {
 		return err
 	}
