@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -458,6 +459,11 @@ leaderElection:
 	return c.waitHTTP(ctx, "kube-scheduler", "https://127.0.0.1:"+strconv.Itoa(schedPort)+"/healthz", insecure)
 }
 
+// RunnerNodeTaint keeps the scheduler from placing pods on the
+// LeavePodsOnNodes nodes; pods meant for them are bound there by nodeName
+// (or tolerate it).
+const RunnerNodeTaint = "localcluster.cita.cloud/runner"
+
 // setUpWorkloadSupport creates the StorageClass and nodes and starts the
 // provisioner, which runs until Stop.
 func (c *Cluster) setUpWorkloadSupport(ctx, bgCtx context.Context) error {
@@ -486,7 +492,14 @@ func (c *Cluster) setUpWorkloadSupport(ctx, bgCtx context.Context) error {
 	}
 	c.NodeNames = append(c.NodeNames, c.opts.LeavePodsOnNodes...)
 	for _, name := range c.NodeNames {
-		if _, err := client.CoreV1().Nodes().Create(ctx, newKwokNode(name), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		node := newKwokNode(name)
+		if slices.Contains(c.opts.LeavePodsOnNodes, name) {
+			// Only pods bound to it on purpose run there: the scheduler
+			// would otherwise place ordinary pods on a node whose pods kwok
+			// leaves alone, and they would never run (seen: a flaky test).
+			node.Spec.Taints = []corev1.Taint{{Key: RunnerNodeTaint, Value: "true", Effect: corev1.TaintEffectNoSchedule}}
+		}
+		if _, err := client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			return err
 		}
 	}
@@ -496,7 +509,7 @@ func (c *Cluster) setUpWorkloadSupport(ctx, bgCtx context.Context) error {
 			if err != nil {
 				return false, nil
 			}
-			if !isNodeReady(node) || len(node.Spec.Taints) > 0 {
+			if !isNodeReady(node) || slices.ContainsFunc(node.Spec.Taints, func(t corev1.Taint) bool { return t.Key != RunnerNodeTaint }) {
 				return false, nil
 			}
 		}
