@@ -53,21 +53,7 @@ func recordVolumeResult(vs *citav1.VolumeStatus, r *jobargs.Result) {
 	vs.Actual = r.Bytes
 	vs.Files = r.Files
 	vs.Checksum = r.Checksum
-	vs.Size = humanBytes(r.Bytes)
-}
-
-// humanBytes is a size for people (kubectl's Size column): 1.5GiB, 365KiB.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%dB", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	vs.Size = jobargs.HumanBytes(r.Bytes)
 }
 
 // validateDataPVC refuses, before anything is touched, a claim name taken

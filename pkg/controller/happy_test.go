@@ -357,11 +357,3 @@ func assertKindStatus(t *testing.T, f *fixture, cr object, jk jobKind) {
 		}
 	}
 }
-
-func TestHumanBytes(t *testing.T) {
-	for n, want := range map[int64]string{0: "0B", 1023: "1023B", 1024: "1.0KiB", 373776: "365.0KiB", 3 << 30: "3.0GiB", 1536 << 20: "1.5GiB"} {
-		if got := humanBytes(n); got != want {
-			t.Errorf("humanBytes(%d) = %s, want %s", n, got, want)
-		}
-	}
-}

@@ -69,7 +69,7 @@ func Restore(ctx context.Context, o RestoreOptions) (jobargs.Result, error) {
 		return res, err
 	}
 	if need > free {
-		return res, fmt.Errorf("not enough free space on %s for the staged copy: need %s, %s free", o.NodeRoot, humanBytes(need), humanBytes(free))
+		return res, fmt.Errorf("not enough free space on %s for the staged copy: need %s, %s free", o.NodeRoot, jobargs.HumanBytes(need), jobargs.HumanBytes(free))
 	}
 
 	staging := filepath.Join(o.NodeRoot, restoreStagingDir)
@@ -201,17 +201,4 @@ func joinWarnings(ws []string) string {
 		}
 	}
 	return strings.Join(out, "; ")
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

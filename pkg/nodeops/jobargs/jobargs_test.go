@@ -122,3 +122,11 @@ func TestResultEncodeFitsTerminationMessage(t *testing.T) {
 		t.Errorf("zero fields should be omitted: %s", b)
 	}
 }
+
+func TestHumanBytes(t *testing.T) {
+	for n, want := range map[int64]string{0: "0B", 1023: "1023B", 1024: "1.0KiB", 373776: "365.0KiB", 3 << 30: "3.0GiB", 1536 << 20: "1.5GiB"} {
+		if got := HumanBytes(n); got != want {
+			t.Errorf("HumanBytes(%d) = %s, want %s", n, got, want)
+		}
+	}
+}

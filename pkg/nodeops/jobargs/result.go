@@ -89,3 +89,18 @@ func DecodeResult(msg []byte) (Result, error) {
 	}
 	return r, nil
 }
+
+// HumanBytes is how sizes are shown to people, in the job's messages and in
+// a Backup's or Snapshot's Size column: 1.5GiB, 365.0KiB, 512B.
+func HumanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
