@@ -292,8 +292,8 @@ func (c *Controller) operationHandler(k *kind) cache.ResourceEventHandlerFuncs {
 		k.queue.Add(cache.MetaObjectToName(o))
 		// An operation that finishes or goes away may be what others wait for.
 		keys, err := k.informer.GetIndexer().IndexKeys(byUID, string(o.GetUID()))
-		if err == nil && len(keys) == 0 || isTerminal(obj) {
-			for _, wk := range c.workloadKeysOf(k, obj) {
+		if err == nil && len(keys) == 0 || isTerminal(k, obj) {
+			for _, wk := range workloadKeysOf(k, obj) {
 				c.enqueueWaiters(o.GetNamespace(), wk)
 			}
 		}
@@ -408,34 +408,17 @@ func (c *Controller) indexOperationWorkloads(k *kind) cache.IndexFunc {
 			return nil, nil
 		}
 		var out []string
-		for _, wk := range c.workloadKeysOf(k, obj) {
+		for _, wk := range workloadKeysOf(k, obj) {
 			out = append(out, o.GetNamespace()+"/"+wk)
 		}
 		return out, nil
 	}
 }
 
-// workloadKeysOf maps a cached CR to the workloads it locks, without the
-// deep copy k.get makes.
-func (c *Controller) workloadKeysOf(k *kind, obj any) []string {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	var op *operation
-	switch cr := obj.(type) {
-	case *citav1.BlockHeightFallback:
-		op = fallbackOperation(cr)
-	case *citav1.Backup:
-		op = backupOperation(cr)
-	case *citav1.Snapshot:
-		op = snapshotOperation(cr)
-	case *citav1.Restore:
-		op = restoreOperation(cr)
-	case *citav1.Switchover:
-		op = switchoverOperation(cr)
-	case *citav1.ChangeOwner:
-		op = changeOwnerOperation(cr)
-	default:
+// workloadKeysOf maps a cached CR to the workloads it locks.
+func workloadKeysOf(k *kind, obj any) []string {
+	op := k.view(obj)
+	if op == nil {
 		return nil
 	}
 	keys := make([]string, 0, len(op.targets))
@@ -489,26 +472,10 @@ func podWorkloadKey(o metav1.Object) string {
 	return ""
 }
 
-func isTerminal(obj any) bool {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	var phase citav1.Phase
-	switch cr := obj.(type) {
-	case *citav1.BlockHeightFallback:
-		phase = cr.Status.Status
-	case *citav1.Backup:
-		phase = cr.Status.Status
-	case *citav1.Snapshot:
-		phase = cr.Status.Status
-	case *citav1.Restore:
-		phase = cr.Status.Status
-	case *citav1.Switchover:
-		phase = cr.Status.Status
-	case *citav1.ChangeOwner:
-		phase = cr.Status.Status
-	}
-	return phase == citav1.PhaseComplete || phase == citav1.PhaseFailed
+// isTerminal reports whether a cached CR of kind k is Complete or Failed.
+func isTerminal(k *kind, obj any) bool {
+	op := k.view(obj)
+	return op != nil && isFinished(op.status)
 }
 
 // jobPods are the pods of the operation's Job(s), found by label.

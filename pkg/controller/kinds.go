@@ -32,6 +32,16 @@ func newKind[T object](name, jobSuffix string, informer cache.SharedIndexInforme
 			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: name},
 		),
 	}
+	k.view = func(obj any) *operation {
+		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
+		cr, ok := obj.(T)
+		if !ok {
+			return nil
+		}
+		return toOperation(cr)
+	}
 	k.get = func(key cache.ObjectName) (*operation, error) {
 		item, exists, err := informer.GetIndexer().GetByKey(key.String())
 		if err != nil {

@@ -131,7 +131,7 @@ func (c *Controller) waiters(namespace, workloadKey string, holder types.UID) []
 		}
 		for _, item := range items {
 			o, ok := metaOf(item)
-			if !ok || isTerminal(item) || o.GetDeletionTimestamp() != nil || (holder != "" && o.GetUID() == holder) {
+			if !ok || isTerminal(k, item) || o.GetDeletionTimestamp() != nil || (holder != "" && o.GetUID() == holder) {
 				continue
 			}
 			out = append(out, o)
@@ -181,7 +181,7 @@ func (c *Controller) holderAlive(namespace string, h nodeops.Holder) bool {
 		return false
 	}
 	o, ok := metaOf(item)
-	return ok && o.GetUID() == h.UID && !isTerminal(item)
+	return ok && o.GetUID() == h.UID && !isTerminal(k, item)
 }
 
 // holdsAny reports whether the operation holds any workload.

@@ -81,6 +81,9 @@ type kind struct {
 	jobSuffix string
 	queue     workqueue.TypedRateLimitingInterface[cache.ObjectName]
 	informer  cache.SharedIndexInformer
+	// view wraps a cached CR (or a deletion tombstone of one) without
+	// copying it: for reading only. nil if obj is not of this kind.
+	view func(obj any) *operation
 	// get returns the operation for a cached CR (a deep copy).
 	get func(key cache.ObjectName) (*operation, error)
 	// updateStatus writes op's status through the status subresource and
