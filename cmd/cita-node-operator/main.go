@@ -161,6 +161,7 @@ func run(ctx context.Context, o *options) error {
 	if err != nil {
 		return fmt.Errorf("kubeconfig: %w", err)
 	}
+	cfg.Wrap(newRequestMetrics(registry).wrap)
 	kube, err := kubernetes.NewForConfig(builtinConfig(cfg))
 	if err != nil {
 		return err
