@@ -7,9 +7,13 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
+
+	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
+	"github.com/cita-cloud/cita-node-operator/pkg/controller"
 )
 
 func TestHelmLint(t *testing.T) {
@@ -82,6 +86,36 @@ func TestTemplateKinds(t *testing.T) {
 			args: []string{"--set", "rbac.create=false", "--set", "serviceAccount.create=false",
 				"--set", "serviceAccount.name=existing", "--set", "metrics.service.enabled=false"},
 			want: []string{"Deployment cita/cita-node-operator"},
+		},
+		"finalizer policy where the cluster serves MutatingAdmissionPolicy": {
+			args: []string{"--api-versions", mapAPIVersion},
+			want: []string{
+				"ServiceAccount cita/cita-node-operator",
+				"ClusterRole cita-node-operator",
+				"ClusterRole cita-node-operator-nodes",
+				"ClusterRoleBinding cita-node-operator",
+				"ClusterRoleBinding cita-node-operator-nodes",
+				"Role cita/cita-node-operator-leader-election",
+				"RoleBinding cita/cita-node-operator-leader-election",
+				"Service cita/cita-node-operator-metrics",
+				"Deployment cita/cita-node-operator",
+				"MutatingAdmissionPolicy cita-node-operator-cita-finalizer",
+				"MutatingAdmissionPolicyBinding cita-node-operator-cita-finalizer",
+			},
+		},
+		"finalizer policy disabled": {
+			args: []string{"--api-versions", mapAPIVersion, "--set", "finalizerPolicy.enabled=false"},
+			want: []string{
+				"ServiceAccount cita/cita-node-operator",
+				"ClusterRole cita-node-operator",
+				"ClusterRole cita-node-operator-nodes",
+				"ClusterRoleBinding cita-node-operator",
+				"ClusterRoleBinding cita-node-operator-nodes",
+				"Role cita/cita-node-operator-leader-election",
+				"RoleBinding cita/cita-node-operator-leader-election",
+				"Service cita/cita-node-operator-metrics",
+				"Deployment cita/cita-node-operator",
+			},
 		},
 		"no leader election with one replica: no Lease Role": {
 			args: []string{"--set", "replicaCount=1", "--set", "leaderElection.enabled=false"},
@@ -247,5 +281,67 @@ func TestDeploymentHardening(t *testing.T) {
 	}
 	if c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
 		t.Errorf("resources: want memory request and limit, got %v", c.Resources)
+	}
+}
+
+// mapAPIVersion is what a cluster serving MutatingAdmissionPolicy (1.36+)
+// announces; helm template does not announce it by default.
+const mapAPIVersion = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"
+
+// TestFinalizerPolicy: the policy adds exactly the finalizer the operator
+// removes, on CREATE of the six kinds only, and with watchNamespace only in
+// that namespace (elsewhere no operator would ever remove it).
+func TestFinalizerPolicy(t *testing.T) {
+	for name, tc := range map[string]struct {
+		args       []string
+		namespaces []string // nil: all
+	}{
+		"cluster-wide":   {},
+		"watchNamespace": {args: []string{"--set", "watchNamespace=app-rivspace"}, namespaces: []string{"app-rivspace"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			objs := parseObjects(t, helmTemplate(t, append([]string{"--api-versions", mapAPIVersion}, tc.args...)...))
+			policy := find(objs, "MutatingAdmissionPolicy", "cita-node-operator-cita-finalizer")
+			binding := find(objs, "MutatingAdmissionPolicyBinding", "cita-node-operator-cita-finalizer")
+			if policy == nil || binding == nil {
+				t.Fatalf("policy %v, binding %v: want both", policy != nil, binding != nil)
+			}
+			p := convert[admissionregistrationv1.MutatingAdmissionPolicy](t, policy)
+			if p.Spec.FailurePolicy == nil || *p.Spec.FailurePolicy != admissionregistrationv1.Ignore {
+				t.Errorf("failurePolicy %v, want Ignore: the operator adds the finalizer itself when the policy fails", p.Spec.FailurePolicy)
+			}
+			rules := p.Spec.MatchConstraints.ResourceRules
+			if len(rules) != 1 {
+				t.Fatalf("resource rules %d, want 1", len(rules))
+			}
+			r := rules[0]
+			if diff := cmp.Diff([]admissionregistrationv1.OperationType{admissionregistrationv1.Create}, r.Operations); diff != "" {
+				t.Errorf("operations (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(slices.Sorted(slices.Values(operationKinds)), slices.Sorted(slices.Values(r.Resources))); diff != "" {
+				t.Errorf("resources (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff([]string{citav1.SchemeGroupVersion.Group}, r.APIGroups); diff != "" {
+				t.Errorf("groups (-want +got):\n%s", diff)
+			}
+			if len(p.Spec.Mutations) != 1 || p.Spec.Mutations[0].JSONPatch == nil {
+				t.Fatalf("mutations %+v, want one JSONPatch", p.Spec.Mutations)
+			}
+			expr := p.Spec.Mutations[0].JSONPatch.Expression
+			if got := strings.Count(expr, strconv.Quote(controller.Finalizer)); got != 3 {
+				t.Errorf("the expression names %q %d times, want 3 (the operator's finalizer):\n%s", controller.Finalizer, got, expr)
+			}
+			b := convert[admissionregistrationv1.MutatingAdmissionPolicyBinding](t, binding)
+			if b.Spec.PolicyName != p.Name {
+				t.Errorf("binding names policy %q, want %q", b.Spec.PolicyName, p.Name)
+			}
+			var got []string
+			if b.Spec.MatchResources != nil && b.Spec.MatchResources.NamespaceSelector != nil {
+				got = append(got, b.Spec.MatchResources.NamespaceSelector.MatchLabels[corev1.LabelMetadataName])
+			}
+			if diff := cmp.Diff(tc.namespaces, got); diff != "" {
+				t.Errorf("namespaces the binding selects, nil = all (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

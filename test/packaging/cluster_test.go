@@ -2,19 +2,27 @@ package packaging
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
+	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
+	"github.com/cita-cloud/cita-node-operator/pkg/controller"
+	"github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned"
 	"github.com/cita-cloud/cita-node-operator/test/localcluster"
 )
 
@@ -124,6 +132,27 @@ func TestChartOnLocalCluster(t *testing.T) {
 	t.Run("the ServiceAccount's access", func(t *testing.T) {
 		checkAccess(t, ctx, kube)
 	})
+	cita, err := versioned.NewForConfig(c.RESTConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("the finalizer policy adds the operator's finalizer at creation", func(t *testing.T) {
+		waitFinalizerPolicy(t, ctx, cita, watchedNS, true)
+		for _, tc := range []struct {
+			name       string
+			finalizers []string
+			want       []string
+		}{
+			{"policy-none", nil, []string{controller.Finalizer}},
+			{"policy-others", []string{"example.com/keep"}, []string{"example.com/keep", controller.Finalizer}},
+			{"policy-ours", []string{controller.Finalizer}, []string{controller.Finalizer}},
+		} {
+			got := createFallback(t, ctx, cita, watchedNS, tc.name, tc.finalizers)
+			if diff := cmp.Diff(tc.want, got.Finalizers); diff != "" {
+				t.Errorf("%s: finalizers of the created CR (-want +got):\n%s", tc.name, diff)
+			}
+		}
+	})
 
 	// Narrowed to one namespace, the operations' rules apply there only.
 	run(t, env, helm, "upgrade", releaseName, chartDir, "--namespace", releaseNS, "--reuse-values",
@@ -143,6 +172,11 @@ func TestChartOnLocalCluster(t *testing.T) {
 		if !allowedTo(t, ctx, kube, "", "nodes", "", "get", "", "kwok-node-0") {
 			t.Error("get nodes: denied, want allowed (podAffinityFlag)")
 		}
+	})
+	t.Run("the finalizer policy with watchNamespace", func(t *testing.T) {
+		// Outside the watched namespace no operator would remove it.
+		waitFinalizerPolicy(t, ctx, cita, "default", false)
+		waitFinalizerPolicy(t, ctx, cita, watchedNS, true)
 	})
 
 	run(t, env, helm, "uninstall", releaseName, "--namespace", releaseNS, "--wait", "--timeout", "2m")
@@ -183,6 +217,20 @@ func TestChartOnLocalCluster(t *testing.T) {
 		for _, o := range crs.Items {
 			add("ClusterRole", o.Name)
 		}
+		maps, err := kube.AdmissionregistrationV1().MutatingAdmissionPolicies().List(ctx, selector)
+		if err != nil {
+			return false, err
+		}
+		for _, o := range maps.Items {
+			add("MutatingAdmissionPolicy", o.Name)
+		}
+		mapbs, err := kube.AdmissionregistrationV1().MutatingAdmissionPolicyBindings().List(ctx, selector)
+		if err != nil {
+			return false, err
+		}
+		for _, o := range mapbs.Items {
+			add("MutatingAdmissionPolicyBinding", o.Name)
+		}
 		crbs, err := kube.RbacV1().ClusterRoleBindings().List(ctx, selector)
 		if err != nil {
 			return false, err
@@ -218,6 +266,53 @@ func TestChartOnLocalCluster(t *testing.T) {
 	}
 	if got := crdNames(); len(got) != len(operationKinds) {
 		t.Errorf("after helm uninstall: CRDs %v, want all %d kept", got, len(operationKinds))
+	}
+}
+
+// createFallback creates a valid BlockHeightFallback with the given
+// finalizers and returns what the apiserver stored. No operator runs here:
+// the CR's finalizers are removed and the CR deleted when the test ends.
+func createFallback(t *testing.T, ctx context.Context, cita versioned.Interface, namespace, name string, finalizers []string) *citav1.BlockHeightFallback {
+	t.Helper()
+	c := cita.CitacloudV1().BlockHeightFallbacks(namespace)
+	got, err := c.Create(ctx, &citav1.BlockHeightFallback{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Finalizers: finalizers},
+		Spec: citav1.BlockHeightFallbackSpec{
+			NodeTarget:  citav1.NodeTarget{Chain: "test-chain", Node: "node0", DeployMethod: citav1.DeployMethodCloudConfig},
+			BlockHeight: 10,
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		if _, err := c.Patch(ctx, name, types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("remove finalizers of %s: %v", name, err)
+		}
+		if err := c.Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("delete %s: %v", name, err)
+		}
+	})
+	return got
+}
+
+// probes numbers waitFinalizerPolicy's CRs.
+var probes int
+
+// waitFinalizerPolicy creates CRs in namespace until the apiserver adds the
+// operator's finalizer (want) or no longer does (!want): a new or changed
+// policy takes effect once the admission plugin's informers have it.
+func waitFinalizerPolicy(t *testing.T, ctx context.Context, cita versioned.Interface, namespace string, want bool) {
+	t.Helper()
+	var last []string
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		probes++
+		last = createFallback(t, ctx, cita, namespace, fmt.Sprintf("policy-probe-%d", probes), nil).Finalizers
+		return slices.Contains(last, controller.Finalizer) == want, nil
+	})
+	if err != nil {
+		t.Fatalf("a CR created in %s: finalizers %v after 30 s, want the operator's: %v", namespace, last, want)
 	}
 }
 
