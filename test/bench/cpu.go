@@ -18,8 +18,8 @@ type cpuSnapshot struct {
 }
 
 // cpuUse is what a phase cost, by process; "rest" is the machine's busy
-// time no listed process accounts for: the bench itself (its informers, the
-// counting proxy, the job runner) and the Job containers.
+// time no listed process accounts for: the bench itself (its informers, the job
+// runner) and the Job containers.
 type cpuUse struct {
 	busy, total float64
 	procs       map[string]float64
@@ -71,7 +71,7 @@ func (s cpuSnapshot) since(earlier cpuSnapshot) cpuUse {
 		u.procs[k] = d
 		accounted += d
 	}
-	u.procs["rest (bench, proxy, job runner, Job containers)"] = u.busy - accounted
+	u.procs["rest (bench, job runner, Job containers)"] = u.busy - accounted
 	return u
 }
 

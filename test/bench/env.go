@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -59,8 +60,7 @@ type env struct {
 	notify      *notifier
 	crs         *crWatch
 
-	proxy *countingProxy
-	op    *operator
+	op *operator
 
 	setupTimes setupTimes
 	stopCtx    context.CancelFunc
@@ -93,6 +93,7 @@ func setUp(ctx context.Context, c *config) (*env, error) {
 		WorkDir:            c.workDir,
 		Nodes:              c.kwokNodes,
 		LeavePodsWithLabel: localcluster.JobPodLabel,
+		APIServerProfiling: c.apiProfile != "",
 		Logf:               componentLog,
 	})
 	if err != nil {
@@ -100,7 +101,12 @@ func setUp(ctx context.Context, c *config) (*env, error) {
 	}
 	e.restCfg = e.cluster.RESTConfig()
 	e.restCfg.QPS, e.restCfg.Burst = 2000, 4000
-	if e.kube, err = kubernetes.NewForConfig(e.restCfg); err != nil {
+	// The floor's client speaks protobuf for built-in kinds, as the operator
+	// does: the floor is the best a client could do.
+	kubeCfg := rest.CopyConfig(e.restCfg)
+	kubeCfg.ContentType = runtime.ContentTypeProtobuf
+	kubeCfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
+	if e.kube, err = kubernetes.NewForConfig(kubeCfg); err != nil {
 		return e, err
 	}
 	if e.cita, err = versioned.NewForConfig(e.restCfg); err != nil {
@@ -135,9 +141,6 @@ func setUp(ctx context.Context, c *config) (*env, error) {
 func (e *env) tearDown() {
 	if e.op != nil {
 		_ = e.op.stop()
-	}
-	if e.proxy != nil {
-		e.proxy.close()
 	}
 	if e.stopCtx != nil {
 		e.stopCtx()
@@ -410,4 +413,28 @@ func jobDone(job *batchv1.Job) (done, ok bool) {
 		}
 	}
 	return false, false
+}
+
+// profileAPIServer records a 30 s CPU profile of the kube-apiserver into
+// dir/apiserver-<phase>.pprof, from now on; done waits for it. No dir: no
+// profile.
+func (e *env) profileAPIServer(ctx context.Context, dir, phase string) (done func()) {
+	if dir == "" {
+		return func() {}
+	}
+	ch := make(chan struct{})
+	go func() {
+		defer close(ch)
+		b, err := e.kube.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", "30").DoRaw(ctx)
+		if err == nil {
+			err = os.MkdirAll(dir, 0o755)
+		}
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, "apiserver-"+phase+".pprof"), b, 0o644)
+		}
+		if err != nil {
+			logf("apiserver profile of the %s: %v", phase, err)
+		}
+	}()
+	return func() { <-ch }
 }

@@ -14,9 +14,9 @@
 //     a Complete Backup, Switchover on pairs) on distinct nodes;
 //  3. memory: the operator restarted with 1000 CRs stored, RSS after a GC.
 //
-// The operator talks to the apiserver through a counting TLS proxy on
-// loopback (see proxy.go), which is how its requests are counted by verb and
-// resource. It needs root (the job runner mounts volumes) and bin/ (make
+// The operator counts its own requests to the apiserver by verb, resource
+// and code (its cita_node_operator_api_requests_total metric), which the
+// bench scrapes at the end of each phase. It needs root (the job runner mounts volumes) and bin/ (make
 // tools build). Usage:
 //
 //	go run ./test/bench [-n 500] [-out bench/RESULTS.md]   # full run, ~10 minutes
@@ -47,11 +47,11 @@ type config struct {
 	out         string
 	perf        bool
 	pprof       bool
-	count       bool
 	gcWait      time.Duration
 	opWorkers   int
 	operatorArg stringList
 	verbose     bool
+	apiProfile  string
 }
 
 type stringList []string
@@ -70,11 +70,11 @@ func main() {
 	flag.StringVar(&c.workDir, "work", "", "work directory of the control plane, kept for inspection; default: a temporary one, removed")
 	flag.StringVar(&c.out, "out", "", "also write the report (markdown) to this file")
 	flag.BoolVar(&c.perf, "perf", false, "record a CPU profile of the operator during the BlockHeightFallback run with perf (perf record -g)")
-	flag.BoolVar(&c.count, "count-requests", true, "put the counting proxy between the operator and the apiserver; false: the operator talks to the apiserver directly (no request counts), to see what the proxy costs")
 	flag.BoolVar(&c.pprof, "pprof", false, "run an operator built with net/http/pprof laid over it (test/bench/pprof, go build -overlay) instead of bin/cita-node-operator, and report its allocation and heap profiles")
 	flag.DurationVar(&c.gcWait, "gc-wait", 135*time.Second, "longest wait for the restarted operator's first GC after it synced (the runtime forces one every 2 minutes)")
 	flag.IntVar(&c.opWorkers, "workers", 0, "operator --workers; 0: the operator's default")
 	flag.Var(&c.operatorArg, "operator-arg", "extra operator flag (repeatable)")
+	flag.StringVar(&c.apiProfile, "apiserver-profile", "", "write CPU profiles of the kube-apiserver (go tool pprof) of the first 30 s of the floor and of the BlockHeightFallback run to this directory")
 	flag.BoolVar(&c.verbose, "v", false, "log the control plane's and the runner's progress")
 	flag.Parse()
 	if c.n < 2 {
@@ -146,9 +146,11 @@ func run(ctx context.Context, c *config) (*report, error) {
 	rep.setup = e.setupTimes
 
 	logf("floor: %d nodes in parallel", c.n)
+	profDone := e.profileAPIServer(ctx, c.apiProfile, "floor")
 	if rep.floor, err = e.runFloor(ctx, e.nodes); err != nil {
 		return rep, fmt.Errorf("floor: %w", err)
 	}
+	profDone()
 	if err := e.cleanFloor(ctx); err != nil {
 		return rep, err
 	}
@@ -164,9 +166,11 @@ func run(ctx context.Context, c *config) (*report, error) {
 		}
 	}
 	logf("operator: %d BlockHeightFallbacks at once", c.n)
+	profDone = e.profileAPIServer(ctx, c.apiProfile, "fallback")
 	if rep.fallback, err = e.runFallbacks(ctx, e.nodes); err != nil {
 		return rep, fmt.Errorf("operator run: %w", err)
 	}
+	profDone()
 	if c.perf {
 		rep.profile = e.op.stopPerf()
 	}

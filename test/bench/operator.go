@@ -18,16 +18,16 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/cita-cloud/cita-node-operator/test/localcluster"
 )
 
-// operator is bin/cita-node-operator as its own process, reached through
-// the counting proxy, watched through /proc and its /metrics.
+// operator is bin/cita-node-operator as its own process, acting as the
+// chart's ServiceAccount, watched through /proc and its /metrics (where it
+// counts its own requests to the apiserver).
 type operator struct {
 	bin, kubeconfig, logDir string
 	args                    []string
-	proxy                   *countingProxy
 
 	cmd          *exec.Cmd
 	exited       chan struct{}
@@ -43,6 +43,8 @@ type operator struct {
 	phasePeak  int64 // VmRSS peak since the last phase mark, bytes
 	lastCPU    float64
 	lastCounts requestCounts
+	// earlier: the requests of the operator processes stopped before.
+	earlier    requestCounts
 	phaseStart time.Time
 	runs       []phaseStats
 }
@@ -61,21 +63,9 @@ const clockTicks = 100 // USER_HZ on Linux
 
 func (e *env) startOperator(ctx context.Context, c *config) error {
 	var err error
-	e.proxy, err = newCountingProxy(e.cluster.RESTConfig(), rest.ImpersonationConfig{
-		UserName: "system:serviceaccount:cita:cita-node-operator",
-		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:cita", "system:authenticated"},
-	})
-	if err != nil {
-		return err
-	}
 	kc := filepath.Join(e.cluster.WorkDir, "operator.kubeconfig")
-	if err := e.proxy.kubeconfig(kc); err != nil {
+	if err := localcluster.ImpersonatingKubeconfig(e.cluster.Kubeconfig, kc, "cita", "cita-node-operator"); err != nil {
 		return err
-	}
-	if !c.count {
-		if err := impersonatingKubeconfig(e.cluster.Kubeconfig, kc); err != nil {
-			return err
-		}
 	}
 	args := []string{"--job-image=" + jobImage}
 	if c.opWorkers > 0 {
@@ -83,7 +73,7 @@ func (e *env) startOperator(ctx context.Context, c *config) error {
 	}
 	e.op = &operator{
 		bin: filepath.Join(c.binDir, "cita-node-operator"), kubeconfig: kc, logDir: e.cluster.LogDir,
-		args: append(args, c.operatorArg...), proxy: e.proxy,
+		args: append(args, c.operatorArg...), earlier: newRequestCounts(),
 	}
 	if c.pprof {
 		if e.op.bin, err = buildPprofOperator(filepath.Dir(c.binDir), e.cluster.WorkDir); err != nil {
@@ -140,7 +130,7 @@ func (o *operator) start(ctx context.Context) error {
 	}
 	o.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	o.mu.Lock()
-	o.lastCounts = o.proxy.snapshot()
+	o.lastCounts = newRequestCounts() // a new process counts from 0
 	o.lastCPU, o.phasePeak, o.phaseStart = 0, 0, time.Now()
 	o.mu.Unlock()
 	if err := o.cmd.Start(); err != nil {
@@ -182,6 +172,7 @@ func (o *operator) stop() error {
 		return nil
 	}
 	close(o.stopSampling)
+	o.earlier = o.earlier.add(o.requests())
 	_ = o.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-o.exited:
@@ -218,7 +209,7 @@ func (o *operator) phase(name string) phaseStats {
 	pid := o.cmd.Process.Pid
 	rss, hwm, _ := procMem(pid)
 	cpu, _ := procCPU(pid)
-	counts := o.proxy.snapshot()
+	counts := o.requests()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	s := phaseStats{
@@ -239,7 +230,17 @@ func (o *operator) totals() phaseStats {
 	for _, r := range o.runs {
 		peak = max(peak, r.peakRSS)
 	}
-	return phaseStats{name: "total", cpu: cpu, hwm: hwm, peakRSS: peak, requests: o.proxy.snapshot()}
+	return phaseStats{name: "total", cpu: cpu, hwm: hwm, peakRSS: peak, requests: o.earlier.add(o.requests())}
+}
+
+// requests is what the running operator has counted so far.
+func (o *operator) requests() requestCounts {
+	m, err := o.metrics()
+	if err != nil {
+		logf("operator metrics: %v (requests not counted)", err)
+		return newRequestCounts()
+	}
+	return parseRequestCounts(m)
 }
 
 // procMem reads VmRSS and VmHWM in bytes.
@@ -364,20 +365,6 @@ func (o *operator) stopPerf() string {
 	}
 	return "Self time (perf report --no-children --sort symbol):\n" + report(20, "--no-children") +
 		"\n\nInclusive time (perf report --children --sort symbol):\n" + report(40, "--children")
-}
-
-// impersonatingKubeconfig writes a copy of the admin kubeconfig that acts
-// as the operator's ServiceAccount, as the proxy does.
-func impersonatingKubeconfig(admin, out string) error {
-	cfg, err := clientcmd.LoadFromFile(admin)
-	if err != nil {
-		return err
-	}
-	for _, auth := range cfg.AuthInfos {
-		auth.Impersonate = "system:serviceaccount:cita:cita-node-operator"
-		auth.ImpersonateGroups = []string{"system:serviceaccounts", "system:serviceaccounts:cita", "system:authenticated"}
-	}
-	return clientcmd.WriteToFile(*cfg, out)
 }
 
 // buildPprofOperator builds cmd/cita-node-operator with test/bench/pprof

@@ -210,10 +210,10 @@ func firstErr(s string) string {
 // waitQuiet waits until the operator's queues are idle and it has sent no
 // request for a second.
 func (e *env) waitQuiet(ctx context.Context) error {
-	prev, _, _ := e.proxy.snapshot().total()
+	prev, _, _ := e.op.requests().total()
 	stable := 0
 	return wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, false, func(context.Context) (bool, error) {
-		now, _, _ := e.proxy.snapshot().total()
+		now, _, _ := e.op.requests().total()
 		if now == prev && e.op.queuesIdle() {
 			stable++
 		} else {

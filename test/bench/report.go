@@ -121,15 +121,12 @@ func (r *report) markdown(c *config) string {
 	if ratio > 0 {
 		p("| operator / floor wall ≤ %.1f at N = %d | %.2f (p50 ratio %.2f) | %s |\n", targetRatio, r.n, ratio, p50ratio, verdict(ratio <= targetRatio))
 	}
-	if !c.count {
-		p("| API writes per operation | not counted (-count-requests=false) | |\n")
-	}
-	if c.count && r.fallback != nil && r.fallback.operator != nil {
+	if r.fallback != nil && r.fallback.operator != nil {
 		_, w, _ := r.fallback.operator.requests.total()
 		per := float64(w) / float64(r.fallback.ops)
 		p("| API writes per BlockHeightFallback, events excluded ≤ %.0f | %.2f | %s |\n", targetWritesPerOp, per, verdict(per <= targetWritesPerOp))
 	}
-	if c.count && r.mixed != nil && r.mixed.operator != nil {
+	if r.mixed != nil && r.mixed.operator != nil {
 		_, w, _ := r.mixed.operator.requests.total()
 		per := float64(w) / float64(r.mixed.ops)
 		p("| API writes per operation of the mixed run, events excluded ≤ %.0f | %.2f | %s |\n", targetWritesPerOp, per, verdict(per <= targetWritesPerOp))

@@ -70,6 +70,9 @@ type Options struct {
 	LeavePodsOnNodes []string
 	// StorageClassName of the default, provisioning StorageClass; default "standard".
 	StorageClassName string
+	// APIServerProfiling serves the apiserver's /debug/pprof (to admins), for
+	// benchmarks that look at where its CPU goes.
+	APIServerProfiling bool
 	// Logf reports progress; nil is quiet.
 	Logf func(format string, args ...any)
 }
@@ -372,7 +375,7 @@ func (c *Cluster) startComponents(ctx context.Context) error {
 		// plugin puts on new nodes until a kubelet removed it.
 		"--disable-admission-plugins=TaintNodesByCondition",
 		"--allow-privileged=true",
-		"--profiling=false",
+		"--profiling="+strconv.FormatBool(c.opts.APIServerProfiling),
 	); err != nil {
 		return err
 	}
