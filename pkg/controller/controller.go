@@ -130,7 +130,7 @@ func NewController(ctx context.Context, kube kubernetes.Interface, cita versione
 		listers: nodeops.Listers{
 			StatefulSets: inf.StatefulSets.Lister(),
 			Deployments:  inf.Deployments.Lister(),
-			Pods:         inf.Pods.Lister(),
+			Pods:         nodeops.NewIndexedPodLister(inf.Pods.Informer().GetIndexer()),
 			PVCs:         inf.PVCs.Lister(),
 		},
 		jobs:       inf.Jobs.Lister(),
@@ -178,7 +178,7 @@ func NewController(ctx context.Context, kube kubernetes.Interface, cita versione
 		c.workloadIndexes = append(c.workloadIndexes, informer.GetIndexer())
 		c.synced = append(c.synced, informer.HasSynced)
 	}
-	if err := inf.Pods.Informer().AddIndexers(cache.Indexers{byOperationUID: indexPodOperation}); err != nil {
+	if err := inf.Pods.Informer().AddIndexers(cache.Indexers{byOperationUID: indexPodOperation, nodeops.PodsByLabel: nodeops.IndexPodLabels}); err != nil {
 		return nil, err
 	}
 	for _, h := range []struct {

@@ -1,0 +1,96 @@
+package nodeops
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+)
+
+// TestIndexedPodListerMatchesPlainLister: for every kind of selector, in
+// every namespace, the indexed lister returns the same pods as client-go's
+// lister, also after a pod's labels change.
+func TestIndexedPodListerMatchesPlainLister(t *testing.T) {
+	indexer := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{PodsByLabel: IndexPodLabels})
+	pod := func(ns, name string, l map[string]string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: l}}
+	}
+	pods := []*corev1.Pod{
+		pod("ns1", "a1", map[string]string{"app": "node0", "chain": "c"}),
+		pod("ns1", "a2", map[string]string{"app": "node1", "chain": "c"}),
+		pod("ns1", "a3", map[string]string{"app": "node0", "chain": "d"}),
+		pod("ns1", "none", nil),
+		pod("ns2", "b1", map[string]string{"app": "node0", "chain": "c"}),
+	}
+	for _, p := range pods {
+		if err := indexer.Add(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plain, indexed := corelisters.NewPodLister(indexer), NewIndexedPodLister(indexer)
+	selectors := []string{"app=node0", "app==node0", "app=node0,chain=c", "app in (node0)", "app in (node0,node1)",
+		"app", "!app", "app!=node0", "app=node0,chain!=c", "app=absent", "chain=c,app", ""}
+	names := func(ps []*corev1.Pod) []string {
+		out := []string{}
+		for _, p := range ps {
+			out = append(out, p.Namespace+"/"+p.Name)
+		}
+		return out
+	}
+	sorted := cmp.Transformer("sort", func(in []string) []string {
+		out := append([]string(nil), in...)
+		for i := range out {
+			for j := i + 1; j < len(out); j++ {
+				if out[j] < out[i] {
+					out[i], out[j] = out[j], out[i]
+				}
+			}
+		}
+		return out
+	})
+	check := func(t *testing.T) {
+		t.Helper()
+		for _, s := range selectors {
+			sel, err := labels.Parse(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ns := range []string{"ns1", "ns2", "ns3"} {
+				want, err := plain.Pods(ns).List(sel)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := indexed.Pods(ns).List(sel)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(names(want), names(got), sorted); diff != "" {
+					t.Errorf("namespace %s, selector %q (-plain +indexed):\n%s", ns, s, diff)
+				}
+			}
+		}
+		for _, sel := range []labels.Selector{labels.Nothing(), labels.Everything()} {
+			want, _ := plain.Pods("ns1").List(sel)
+			got, _ := indexed.Pods("ns1").List(sel)
+			if diff := cmp.Diff(names(want), names(got), sorted); diff != "" {
+				t.Errorf("selector %v (-plain +indexed):\n%s", sel, diff)
+			}
+		}
+	}
+	check(t)
+	// a1 moves from node0 to node1; the index follows.
+	moved := pods[0].DeepCopy()
+	moved.Labels["app"] = "node1"
+	if err := indexer.Update(moved); err != nil {
+		t.Fatal(err)
+	}
+	check(t)
+	got, _ := indexed.Pods("ns1").List(labels.SelectorFromSet(labels.Set{"app": "node0"}))
+	if diff := cmp.Diff([]string{"ns1/a3"}, names(got)); diff != "" {
+		t.Errorf("after the update, app=node0 in ns1 (-want +got):\n%s", diff)
+	}
+}
