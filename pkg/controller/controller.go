@@ -183,13 +183,13 @@ func NewController(ctx context.Context, kube kubernetes.Interface, cita versione
 	}
 	for _, h := range []struct {
 		informer cache.SharedIndexInformer
-		handle   func(obj any)
+		handler  cache.ResourceEventHandlerFuncs
 	}{
-		{inf.Pods.Informer(), c.podChanged},
-		{inf.Jobs.Informer(), c.ownedChanged},
-		{inf.PVCs.Informer(), c.ownedChanged},
+		{inf.Pods.Informer(), handlerFunc(c.podChanged)},
+		{inf.Jobs.Informer(), c.forgetting(handlerFunc(c.ownedChanged))}, // the TTL patch is remembered
+		{inf.PVCs.Informer(), handlerFunc(c.ownedChanged)},
 	} {
-		if _, err := h.informer.AddEventHandler(handlerFunc(h.handle)); err != nil {
+		if _, err := h.informer.AddEventHandler(h.handler); err != nil {
 			return nil, err
 		}
 		c.synced = append(c.synced, h.informer.HasSynced)

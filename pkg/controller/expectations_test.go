@@ -1,9 +1,17 @@
 package controller
 
 import (
+	"errors"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	core "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
+
+	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
 )
 
 func TestWrittenKeepsSyncsOffAStaleCache(t *testing.T) {
@@ -31,5 +39,46 @@ func TestWrittenKeepsSyncsOffAStaleCache(t *testing.T) {
 	w.record("u", "not-a-number")
 	if w.behind(obj("x")) {
 		t.Fatal("an opaque resourceVersion is never behind")
+	}
+}
+
+// The Job's TTL is patched once: a sync that sees the Job before the cache
+// has shown the TTL this controller set (the sync after a failed finalizer
+// patch, say) does not patch it again.
+func TestJobTTLPatchedOnceOverAStaleCache(t *testing.T) {
+	d := deployments()[0]
+	cr := fallbackOn(d)
+	f := newFixture(t, append([]runtime.Object{cr}, d.objects...)...)
+	runUntilJob(t, f, d)
+	f.finishJob("fb-fallback", true, &jobargs.Result{Op: jobargs.OpFallback})
+	f.mustSync("BlockHeightFallback", "fb") // node started, outcome written
+	if st := f.status(cr); st.Status != citav1.PhaseComplete {
+		t.Fatalf("status %s, want Complete", st.Status)
+	}
+	stale := f.job("fb-fallback").DeepCopy()
+	failing := true
+	f.cita.PrependReactor("patch", "blockheightfallbacks", func(core.Action) (bool, runtime.Object, error) {
+		if failing {
+			return true, nil, errors.New("apiserver unavailable")
+		}
+		return false, nil, nil
+	})
+	if err := f.sync("BlockHeightFallback", "fb"); err == nil {
+		t.Fatal("the finalizer patch failed, the sync did not say so")
+	}
+	if ttl := f.job("fb-fallback").Spec.TTLSecondsAfterFinished; ttl == nil {
+		t.Fatal("TTL not set")
+	}
+	// The Job's watch event is late: the cache still shows it without TTL.
+	if err := f.kubeInf.Batch().V1().Jobs().Informer().GetIndexer().Update(stale); err != nil {
+		t.Fatal(err)
+	}
+	failing = false
+	f.clearWrites()
+	if err := f.c.syncOperation(f.ctx, f.c.kindByName["BlockHeightFallback"], cache.ObjectName{Namespace: ns, Name: "fb"}); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"patch blockheightfallbacks fb"}, f.writes()); diff != "" {
+		t.Errorf("writes of the retry (-want +got):\n%s", diff)
 	}
 }

@@ -400,14 +400,21 @@ func (c *Controller) setTTL(ctx context.Context, op *operation, name string) err
 	if err != nil || job.Spec.TTLSecondsAfterFinished != nil || !jobFinished(job) {
 		return err
 	}
+	if c.written.behind(job) {
+		// Set by this controller; the cache has not shown it yet.
+		return nil
+	}
 	ttl := ptr.Deref(op.job.TTLSecondsAfterFinished, 30)
 	patch, err := json.Marshal(map[string]any{"spec": map[string]any{"ttlSecondsAfterFinished": ttl}})
 	if err != nil {
 		return err
 	}
-	_, err = c.kube.BatchV1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	patched, err := c.kube.BatchV1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil
+	}
+	if err == nil {
+		c.written.record(patched.UID, patched.ResourceVersion)
 	}
 	return err
 }
