@@ -9,7 +9,6 @@ import (
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -124,19 +123,15 @@ func (e *env) floorOne(ctx context.Context, name string, deadline int64) error {
 	return err
 }
 
-// cleanFloor deletes the floor's Jobs and their pods, so the operator run
-// starts with the cluster as the floor found it, and waits until every node
-// runs again.
-func (e *env) cleanFloor(ctx context.Context) error {
+// cleanJobs deletes the Jobs (and their pods) a timed run left, once it is
+// over, so the next run starts with the cluster as this one found it, and
+// waits until every node runs again. The floor's Jobs and those of the
+// BlockHeightFallbacks compared with it are removed alike, outside both
+// timed windows (see -job-ttl).
+func (e *env) cleanJobs(ctx context.Context, run string) error {
 	start := time.Now()
-	err := forEach(ctx, e.nodes, e.cfg.parallel, func(ctx context.Context, name string) error {
-		err := e.kube.BatchV1().Jobs(benchNS).Delete(ctx, nodeops.JobName(name, floorJobSuffix),
-			metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)})
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return err
-	})
+	err := e.kube.BatchV1().Jobs(benchNS).DeleteCollection(ctx,
+		metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)}, metav1.ListOptions{})
 	if err != nil {
 		return err
 	}
@@ -144,11 +139,11 @@ func (e *env) cleanFloor(ctx context.Context) error {
 		return len(e.jobs.List()) == 0, nil
 	})
 	if err != nil {
-		return fmt.Errorf("floor Jobs not gone: %w", err)
+		return fmt.Errorf("%s Jobs not gone: %w", run, err)
 	}
 	if err := e.waitNodesRunning(ctx, e.nodes); err != nil {
-		return fmt.Errorf("nodes not running again after the floor: %w", err)
+		return fmt.Errorf("nodes not running again after the %s: %w", run, err)
 	}
-	logf("floor Jobs deleted, nodes running again, in %s", time.Since(start).Round(time.Millisecond))
+	logf("%s Jobs deleted, nodes running again, in %s", run, time.Since(start).Round(time.Millisecond))
 	return nil
 }

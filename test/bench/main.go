@@ -31,6 +31,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -52,6 +53,7 @@ type config struct {
 	operatorArg stringList
 	verbose     bool
 	apiProfile  string
+	jobTTL      int32
 }
 
 type stringList []string
@@ -60,7 +62,7 @@ func (s *stringList) String() string     { return strings.Join(*s, " ") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 func main() {
-	var c config
+	c := config{jobTTL: 3600}
 	flag.IntVar(&c.n, "n", 500, "cloud-config nodes, and BlockHeightFallback operations in the operator run")
 	flag.IntVar(&c.mixedUnits, "mixed-units", -1, "units of the mixed run, 7 nodes and 6 operations each (Backup, Snapshot, ChangeOwner, BlockHeightFallback, Restore, Switchover of a pair); -1: min((n-1)/7, 20)")
 	flag.IntVar(&c.stored, "stored", -1, "CRs stored when the operator's memory is measured; -1: 1000 if n >= 500, else 0 (skipped: it waits up to -gc-wait for a GC)")
@@ -74,6 +76,11 @@ func main() {
 	flag.DurationVar(&c.gcWait, "gc-wait", 135*time.Second, "longest wait for the restarted operator's first GC after it synced (the runtime forces one every 2 minutes)")
 	flag.IntVar(&c.opWorkers, "workers", 0, "operator --workers; 0: the operator's default")
 	flag.Var(&c.operatorArg, "operator-arg", "extra operator flag (repeatable)")
+	flag.Func("job-ttl", "ttlSecondsAfterFinished of the BlockHeightFallbacks compared with the floor (default 3600: no Job of either run expires inside its timed window; the bench deletes both runs' Jobs after them); 30 is the README samples' value", func(s string) error {
+		v, err := strconv.ParseInt(s, 10, 32)
+		c.jobTTL = int32(v)
+		return err
+	})
 	flag.StringVar(&c.apiProfile, "apiserver-profile", "", "write CPU profiles of the kube-apiserver (go tool pprof) of the first 30 s of the floor and of the BlockHeightFallback run to this directory")
 	flag.BoolVar(&c.verbose, "v", false, "log the control plane's and the runner's progress")
 	flag.Parse()
@@ -151,7 +158,7 @@ func run(ctx context.Context, c *config) (*report, error) {
 		return rep, fmt.Errorf("floor: %w", err)
 	}
 	profDone()
-	if err := e.cleanFloor(ctx); err != nil {
+	if err := e.cleanJobs(ctx, "floor"); err != nil {
 		return rep, err
 	}
 
@@ -177,6 +184,12 @@ func run(ctx context.Context, c *config) (*report, error) {
 	if c.pprof {
 		rep.allocs = e.op.pprofTop("allocs", "alloc_space", "allocations of the operator from its start to the end of the BlockHeightFallback run")
 		rep.heapRun = e.op.pprofTop("heap?gc=1", "inuse_space", "heap in use after the BlockHeightFallback run (after a GC)")
+	}
+
+	// As after the floor: its Jobs go, so the next run starts from the
+	// cluster the floor and this run found.
+	if err := e.cleanJobs(ctx, "fallback"); err != nil {
+		return rep, err
 	}
 
 	if c.mixedUnits > 0 {

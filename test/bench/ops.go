@@ -224,12 +224,15 @@ func (e *env) waitQuiet(ctx context.Context) error {
 	})
 }
 
-func newFallback(name, node string, height int64) *citav1.BlockHeightFallback {
+// newFallback is a StopAndStart BlockHeightFallback; ttl nil: the
+// default (30 s, the README samples' value).
+func newFallback(name, node string, height int64, ttl *int32) *citav1.BlockHeightFallback {
 	return &citav1.BlockHeightFallback{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: benchNS},
 		Spec: citav1.BlockHeightFallbackSpec{
 			NodeTarget:  citav1.NodeTarget{Chain: benchChain, Node: node, DeployMethod: citav1.DeployMethodCloudConfig},
 			BlockHeight: height,
+			JobOptions:  citav1.JobOptions{TTLSecondsAfterFinished: ttl},
 		},
 	}
 }
@@ -241,7 +244,7 @@ func (e *env) runFallbacks(ctx context.Context, nodes []string) (*phaseResult, e
 	for i, n := range nodes {
 		name := "fb-" + n
 		specs[i] = operationSpec{kind: "BlockHeightFallback", name: name, create: func(ctx context.Context) error {
-			_, err := c.Create(ctx, newFallback(name, n, fallbackHeight), metav1.CreateOptions{})
+			_, err := c.Create(ctx, newFallback(name, n, fallbackHeight, ptr.To(e.cfg.jobTTL)), metav1.CreateOptions{})
 			return err
 		}}
 	}
@@ -290,7 +293,7 @@ func (e *env) runMixed(ctx context.Context, units int) (seed, mixed *phaseResult
 				return err
 			}},
 			operationSpec{"BlockHeightFallback", "mx-fb-" + sfx, func(ctx context.Context) error {
-				_, err := v1.BlockHeightFallbacks(benchNS).Create(ctx, newFallback("mx-fb-"+sfx, n[3], 20), metav1.CreateOptions{})
+				_, err := v1.BlockHeightFallbacks(benchNS).Create(ctx, newFallback("mx-fb-"+sfx, n[3], 20, nil), metav1.CreateOptions{})
 				return err
 			}},
 			operationSpec{"Restore", "mx-rs-" + sfx, func(ctx context.Context) error {

@@ -78,6 +78,13 @@ func (r *report) markdown(c *config) string {
 		}
 	}
 	p("\nLatency: floor, from the node's first request to its scale-up returning; operator, from the CR's create returning to the bench's watch seeing it Complete or Failed. Wall: first request to last finish.\n\n")
+	p("The BlockHeightFallbacks compared with the floor have ttlSecondsAfterFinished %d s (-job-ttl); the floor's Jobs have none. ", c.jobTTL)
+	if c.jobTTL >= 600 {
+		p("No Job of either run expires inside its timed window: both runs' Jobs are deleted after it (the floor would otherwise be spared the Job and pod deletions of the TTL controller that the operator's run pays for). ")
+	} else {
+		p("The TTL controller deletes the operator's Jobs and their pods inside its timed window, work the floor's Jobs never cause inside theirs. ")
+	}
+	p("The mixed run keeps the default (30 s).\n\n")
 
 	var ratio, p50ratio float64
 	if r.floor != nil && r.fallback != nil && r.floor.wall > 0 {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
@@ -65,7 +66,7 @@ func (e *env) measureStored(ctx context.Context, c *config) (*storedResult, erro
 		err := forEach(ctx, idx, c.parallel, func(ctx context.Context, i int) error {
 			name := fmt.Sprintf("stored-%04d", i)
 			node := e.nodes[i%len(e.nodes)]
-			cr, err := bhf.Create(ctx, newFallback(name, node, fallbackHeight), metav1.CreateOptions{})
+			cr, err := bhf.Create(ctx, newFallback(name, node, fallbackHeight, nil), metav1.CreateOptions{})
 			if err != nil {
 				return err
 			}
@@ -77,7 +78,12 @@ func (e *env) measureStored(ctx context.Context, c *config) (*storedResult, erro
 				cr.Status.Nodes[j].Name = node
 				cr.Status.Nodes[j].Workload = "StatefulSet/" + node
 			}
-			_, err = bhf.UpdateStatus(ctx, cr, metav1.UpdateOptions{})
+			if _, err = bhf.UpdateStatus(ctx, cr, metav1.UpdateOptions{}); err != nil {
+				return err
+			}
+			// A finished operation holds no finalizer (the chart's admission
+			// policy added the operator's at creation).
+			_, err = bhf.Patch(ctx, name, types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{})
 			return err
 		})
 		if err != nil {
