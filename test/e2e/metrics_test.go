@@ -20,8 +20,8 @@ func get(t *testing.T, url string) (int, string) {
 }
 
 // TestMetricsAndHealth: after an operation, /metrics exposes the named
-// workqueues and the operations by kind and result; /healthz and /readyz
-// answer.
+// workqueues, the operations by kind and result and the operator's API
+// requests by verb, resource and code; /healthz and /readyz answer.
 func TestMetricsAndHealth(t *testing.T) {
 	need(t)
 	ns := namespace(t, "e2e-metrics")
@@ -45,6 +45,11 @@ func TestMetricsAndHealth(t *testing.T) {
 		`cita_node_operator_operations_finished_total{kind="BlockHeightFallback",result="Complete"}`,
 		`cita_node_operator_operation_duration_seconds_count{kind="BlockHeightFallback",result="Complete"}`,
 		`cita_node_operator_nodes_stopped`,
+		// Its own requests, as the real apiserver answered them.
+		`cita_node_operator_api_requests_total{code="200",resource="blockheightfallbacks/status",verb="update"}`,
+		`cita_node_operator_api_requests_total{code="201",resource="jobs",verb="create"}`,
+		`cita_node_operator_api_requests_total{code="200",resource="deployments",verb="patch"}`,
+		`cita_node_operator_api_requests_total{code="200",resource="pods",verb="watch"}`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics has no %s", want)
