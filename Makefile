@@ -97,7 +97,7 @@ demo-down: ## Stop what make demo started.
 	hack/demo.sh down
 
 .PHONY: bench
-bench: tools build ## The operator vs the floor on the real control plane, N=500 (as root; ~3 min); report in bench/latest.md.
+bench: tools build ## The operator vs the floor on the real control plane, N=500, 2 rounds (as root; ~6 min); report in bench/latest.md.
 	$(GO) run ./test/bench -n $(or $(N),500) -out bench/latest.md
 
 .PHONY: bench-quick

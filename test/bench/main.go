@@ -9,18 +9,23 @@
 //     operator would create (nodeops.Job from the same jobargs), waits for
 //     it to complete and scales back up;
 //  2. operator: bin/cita-node-operator as its own process, N
-//     BlockHeightFallback CRs applied at once, then a mixed run of every
-//     kind (Backup, Snapshot, ChangeOwner, BlockHeightFallback, Restore from
-//     a Complete Backup, Switchover on pairs) on distinct nodes;
-//  3. memory: the operator restarted with 1000 CRs stored, RSS after a GC.
+//     BlockHeightFallback CRs applied at once;
+//
+// 1 and 2 alternate for -rounds rounds (default 2) on the same nodes, each
+// run's Jobs deleted after it; then
+//
+//  3. a mixed run of every kind (Backup, Snapshot, ChangeOwner,
+//     BlockHeightFallback, Restore from a Complete Backup, Switchover on
+//     pairs) on distinct nodes;
+//  4. memory: the operator restarted with 1000 CRs stored, RSS after a GC.
 //
 // The operator counts its own requests to the apiserver by verb, resource
 // and code (its cita_node_operator_api_requests_total metric), which the
-// bench scrapes at the end of each phase. It needs root (the job runner mounts volumes) and bin/ (make
-// tools build). Usage:
+// bench scrapes at the end of each phase. It needs root (the job runner
+// mounts volumes) and bin/ (make tools build). Usage:
 //
-//	go run ./test/bench [-n 500] [-out bench/RESULTS.md]   # full run, ~10 minutes
-//	go run ./test/bench -n 50                               # quick mode, < 2 minutes
+//	go run ./test/bench [-n 500] [-out bench/latest.md]   # full run, ~6 minutes
+//	go run ./test/bench -n 50                              # quick mode, < 1 minute
 package main
 
 import (
@@ -54,6 +59,7 @@ type config struct {
 	verbose     bool
 	apiProfile  string
 	jobTTL      int32
+	rounds      int
 }
 
 type stringList []string
@@ -81,9 +87,13 @@ func main() {
 		c.jobTTL = int32(v)
 		return err
 	})
+	flag.IntVar(&c.rounds, "rounds", 2, "rounds of floor then operator BlockHeightFallbacks on the same nodes; the ratio is over all rounds (one run on a busy machine moves by ±5 %)")
 	flag.StringVar(&c.apiProfile, "apiserver-profile", "", "write CPU profiles of the kube-apiserver (go tool pprof) of the first 30 s of the floor and of the BlockHeightFallback run to this directory")
 	flag.BoolVar(&c.verbose, "v", false, "log the control plane's and the runner's progress")
 	flag.Parse()
+	if c.rounds < 1 {
+		fatal(fmt.Errorf("-rounds must be at least 1"))
+	}
 	if c.n < 2 {
 		fatal(fmt.Errorf("-n must be at least 2"))
 	}
@@ -152,45 +162,19 @@ func run(ctx context.Context, c *config) (*report, error) {
 	}
 	rep.setup = e.setupTimes
 
-	logf("floor: %d nodes in parallel", c.n)
-	profDone := e.profileAPIServer(ctx, c.apiProfile, "floor")
-	if rep.floor, err = e.runFloor(ctx, e.nodes); err != nil {
-		return rep, fmt.Errorf("floor: %w", err)
-	}
-	profDone()
-	if err := e.cleanJobs(ctx, "floor"); err != nil {
-		return rep, err
-	}
-
-	if err := e.startOperator(ctx, c); err != nil {
-		return rep, err
-	}
-	rep.startup = e.op.phase("startup")
-
-	if c.perf {
-		if err := e.op.startPerf(); err != nil {
-			logf("perf: %v (no profile)", err)
+	for round := 1; round <= c.rounds; round++ {
+		fl, fb, err := e.runRound(ctx, c, rep, round)
+		if fl != nil {
+			rep.floors = append(rep.floors, fl)
+		}
+		if fb != nil {
+			rep.fallbacks = append(rep.fallbacks, fb)
+		}
+		if err != nil {
+			return rep, err
 		}
 	}
-	logf("operator: %d BlockHeightFallbacks at once", c.n)
-	profDone = e.profileAPIServer(ctx, c.apiProfile, "fallback")
-	if rep.fallback, err = e.runFallbacks(ctx, e.nodes); err != nil {
-		return rep, fmt.Errorf("operator run: %w", err)
-	}
-	profDone()
-	if c.perf {
-		rep.profile = e.op.stopPerf()
-	}
-	if c.pprof {
-		rep.allocs = e.op.pprofTop("allocs", "alloc_space", "allocations of the operator from its start to the end of the BlockHeightFallback run")
-		rep.heapRun = e.op.pprofTop("heap?gc=1", "inuse_space", "heap in use after the BlockHeightFallback run (after a GC)")
-	}
-
-	// As after the floor: its Jobs go, so the next run starts from the
-	// cluster the floor and this run found.
-	if err := e.cleanJobs(ctx, "fallback"); err != nil {
-		return rep, err
-	}
+	rep.floor, rep.fallback = rep.floors[0], rep.fallbacks[0]
 
 	if c.mixedUnits > 0 {
 		if err := e.waitNodesRunning(ctx, e.nodes); err != nil {
@@ -217,6 +201,69 @@ func run(ctx context.Context, c *config) (*report, error) {
 		}
 	}
 	return rep, nil
+}
+
+// runRound times the floor, then the operator's BlockHeightFallbacks on the
+// same nodes; the first round also starts the operator (and the profilers).
+// Each run's Jobs are deleted after it, and the round's CRs before the next.
+func (e *env) runRound(ctx context.Context, c *config, rep *report, round int) (floor, fallback *phaseResult, err error) {
+	profile := round == 1
+	logf("round %d/%d: floor, %d nodes in parallel", round, c.rounds, c.n)
+	profDone := func() {}
+	if profile {
+		profDone = e.profileAPIServer(ctx, c.apiProfile, "floor")
+	}
+	floor, err = e.runFloor(ctx, e.nodes)
+	profDone()
+	if err != nil {
+		return floor, nil, fmt.Errorf("floor: %w", err)
+	}
+	if err := e.cleanJobs(ctx, "floor"); err != nil {
+		return floor, nil, err
+	}
+
+	if e.op == nil {
+		if err := e.startOperator(ctx, c); err != nil {
+			return floor, nil, err
+		}
+		rep.startup = e.op.phase("startup")
+	}
+	if profile && c.perf {
+		if err := e.op.startPerf(); err != nil {
+			logf("perf: %v (no profile)", err)
+		}
+	}
+	logf("round %d/%d: operator, %d BlockHeightFallbacks at once", round, c.rounds, c.n)
+	if profile {
+		profDone = e.profileAPIServer(ctx, c.apiProfile, "fallback")
+	}
+	fallback, err = e.runFallbacks(ctx, e.nodes, round)
+	profDone()
+	if err != nil {
+		return floor, fallback, fmt.Errorf("operator run: %w", err)
+	}
+	if profile && c.perf {
+		rep.profile = e.op.stopPerf()
+	}
+	if profile && c.pprof {
+		rep.allocs = e.op.pprofTop("allocs", "alloc_space", "allocations of the operator from its start to the end of the BlockHeightFallback run")
+		rep.heapRun = e.op.pprofTop("heap?gc=1", "inuse_space", "heap in use after the BlockHeightFallback run (after a GC)")
+	}
+	// As after the floor: its Jobs go, so the next run starts from the
+	// cluster the floor and this run found.
+	if err := e.cleanJobs(ctx, "operator"); err != nil {
+		return floor, fallback, err
+	}
+	if round < c.rounds {
+		if err := e.deleteFallbacks(ctx, fallback); err != nil {
+			return floor, fallback, err
+		}
+		if err := e.waitQuiet(ctx); err != nil {
+			return floor, fallback, err
+		}
+		e.op.phase(fmt.Sprintf("deleting round %d's CRs", round))
+	}
+	return floor, fallback, nil
 }
 
 func cpuModel() string {

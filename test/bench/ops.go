@@ -120,6 +120,7 @@ type operationSpec struct {
 type phaseResult struct {
 	name      string
 	ops       int
+	names     []string // of the CRs
 	wall      time.Duration
 	latencies []time.Duration
 	byKind    map[string][]time.Duration
@@ -165,6 +166,7 @@ func (e *env) applyAndWait(ctx context.Context, name string, specs []operationSp
 		end, _ := e.crs.end(key)
 		lat := end.at.Sub(created[i])
 		res.latencies = append(res.latencies, lat)
+		res.names = append(res.names, s.name)
 		res.byKind[s.kind] = append(res.byKind[s.kind], lat)
 		if end.at.After(last) {
 			last = end.at
@@ -238,17 +240,31 @@ func newFallback(name, node string, height int64, ttl *int32) *citav1.BlockHeigh
 }
 
 // runFallbacks: one StopAndStart BlockHeightFallback per node, all at once.
-func (e *env) runFallbacks(ctx context.Context, nodes []string) (*phaseResult, error) {
+// Round 1's are named fb-<node>, round r's fb<r>-<node>.
+func (e *env) runFallbacks(ctx context.Context, nodes []string, round int) (*phaseResult, error) {
 	c := e.cita.CitacloudV1().BlockHeightFallbacks(benchNS)
 	specs := make([]operationSpec, len(nodes))
+	prefix, phase := "fb-", "fallback"
+	if round > 1 {
+		prefix, phase = fmt.Sprintf("fb%d-", round), fmt.Sprintf("fallback %d", round)
+	}
 	for i, n := range nodes {
-		name := "fb-" + n
+		name := prefix + n
 		specs[i] = operationSpec{kind: "BlockHeightFallback", name: name, create: func(ctx context.Context) error {
 			_, err := c.Create(ctx, newFallback(name, n, fallbackHeight, ptr.To(e.cfg.jobTTL)), metav1.CreateOptions{})
 			return err
 		}}
 	}
-	return e.applyAndWait(ctx, "fallback", specs, 15*time.Minute)
+	return e.applyAndWait(ctx, phase, specs, 15*time.Minute)
+}
+
+// deleteFallbacks deletes a round's finished BlockHeightFallbacks, so that
+// every round starts with the operator's caches as the first did.
+func (e *env) deleteFallbacks(ctx context.Context, res *phaseResult) error {
+	c := e.cita.CitacloudV1().BlockHeightFallbacks(benchNS)
+	return forEach(ctx, res.names, e.cfg.parallel, func(ctx context.Context, name string) error {
+		return c.Delete(ctx, name, metav1.DeleteOptions{})
+	})
 }
 
 // runMixed: a Backup to restore from (alone, first: its latency is that of
