@@ -41,17 +41,6 @@ func TestIndexedPodListerMatchesPlainLister(t *testing.T) {
 		}
 		return out
 	}
-	sorted := cmp.Transformer("sort", func(in []string) []string {
-		out := append([]string(nil), in...)
-		for i := range out {
-			for j := i + 1; j < len(out); j++ {
-				if out[j] < out[i] {
-					out[i], out[j] = out[j], out[i]
-				}
-			}
-		}
-		return out
-	})
 	check := func(t *testing.T) {
 		t.Helper()
 		for _, s := range selectors {
@@ -68,7 +57,7 @@ func TestIndexedPodListerMatchesPlainLister(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if diff := cmp.Diff(names(want), names(got), sorted); diff != "" {
+				if diff := cmp.Diff(names(want), names(got), sortStrings); diff != "" {
 					t.Errorf("namespace %s, selector %q (-plain +indexed):\n%s", ns, s, diff)
 				}
 			}
@@ -76,7 +65,7 @@ func TestIndexedPodListerMatchesPlainLister(t *testing.T) {
 		for _, sel := range []labels.Selector{labels.Nothing(), labels.Everything()} {
 			want, _ := plain.Pods("ns1").List(sel)
 			got, _ := indexed.Pods("ns1").List(sel)
-			if diff := cmp.Diff(names(want), names(got), sorted); diff != "" {
+			if diff := cmp.Diff(names(want), names(got), sortStrings); diff != "" {
 				t.Errorf("selector %v (-plain +indexed):\n%s", sel, diff)
 			}
 		}

@@ -36,22 +36,23 @@ func TestHelmLint(t *testing.T) {
 }
 
 func TestTemplateKinds(t *testing.T) {
+	defaults := []string{
+		"ServiceAccount cita/cita-node-operator",
+		"ClusterRole cita-node-operator",
+		"ClusterRole cita-node-operator-nodes",
+		"ClusterRoleBinding cita-node-operator",
+		"ClusterRoleBinding cita-node-operator-nodes",
+		"Role cita/cita-node-operator-leader-election",
+		"RoleBinding cita/cita-node-operator-leader-election",
+		"Service cita/cita-node-operator-metrics",
+		"Deployment cita/cita-node-operator",
+	}
 	tests := map[string]struct {
 		args []string
 		want []string
 	}{
 		"default values: cluster-wide": {
-			want: []string{
-				"ServiceAccount cita/cita-node-operator",
-				"ClusterRole cita-node-operator",
-				"ClusterRole cita-node-operator-nodes",
-				"ClusterRoleBinding cita-node-operator",
-				"ClusterRoleBinding cita-node-operator-nodes",
-				"Role cita/cita-node-operator-leader-election",
-				"RoleBinding cita/cita-node-operator-leader-election",
-				"Service cita/cita-node-operator-metrics",
-				"Deployment cita/cita-node-operator",
-			},
+			want: defaults,
 		},
 		"watchNamespace: a Role there": {
 			args: []string{"--set", "watchNamespace=app-rivspace"},
@@ -69,18 +70,7 @@ func TestTemplateKinds(t *testing.T) {
 		},
 		"serviceMonitor only when enabled": {
 			args: []string{"--set", "metrics.serviceMonitor.enabled=true"},
-			want: []string{
-				"ServiceAccount cita/cita-node-operator",
-				"ClusterRole cita-node-operator",
-				"ClusterRole cita-node-operator-nodes",
-				"ClusterRoleBinding cita-node-operator",
-				"ClusterRoleBinding cita-node-operator-nodes",
-				"Role cita/cita-node-operator-leader-election",
-				"RoleBinding cita/cita-node-operator-leader-election",
-				"Service cita/cita-node-operator-metrics",
-				"Deployment cita/cita-node-operator",
-				"ServiceMonitor cita/cita-node-operator",
-			},
+			want: append(slices.Clone(defaults), "ServiceMonitor cita/cita-node-operator"),
 		},
 		"no RBAC, no ServiceAccount, no metrics Service": {
 			args: []string{"--set", "rbac.create=false", "--set", "serviceAccount.create=false",
@@ -89,33 +79,13 @@ func TestTemplateKinds(t *testing.T) {
 		},
 		"finalizer policy where the cluster serves MutatingAdmissionPolicy": {
 			args: []string{"--api-versions", mapAPIVersion},
-			want: []string{
-				"ServiceAccount cita/cita-node-operator",
-				"ClusterRole cita-node-operator",
-				"ClusterRole cita-node-operator-nodes",
-				"ClusterRoleBinding cita-node-operator",
-				"ClusterRoleBinding cita-node-operator-nodes",
-				"Role cita/cita-node-operator-leader-election",
-				"RoleBinding cita/cita-node-operator-leader-election",
-				"Service cita/cita-node-operator-metrics",
-				"Deployment cita/cita-node-operator",
+			want: append(slices.Clone(defaults),
 				"MutatingAdmissionPolicy cita-node-operator-cita-finalizer",
-				"MutatingAdmissionPolicyBinding cita-node-operator-cita-finalizer",
-			},
+				"MutatingAdmissionPolicyBinding cita-node-operator-cita-finalizer"),
 		},
 		"finalizer policy disabled": {
 			args: []string{"--api-versions", mapAPIVersion, "--set", "finalizerPolicy.enabled=false"},
-			want: []string{
-				"ServiceAccount cita/cita-node-operator",
-				"ClusterRole cita-node-operator",
-				"ClusterRole cita-node-operator-nodes",
-				"ClusterRoleBinding cita-node-operator",
-				"ClusterRoleBinding cita-node-operator-nodes",
-				"Role cita/cita-node-operator-leader-election",
-				"RoleBinding cita/cita-node-operator-leader-election",
-				"Service cita/cita-node-operator-metrics",
-				"Deployment cita/cita-node-operator",
-			},
+			want: defaults,
 		},
 		"no leader election with one replica: no Lease Role": {
 			args: []string{"--set", "replicaCount=1", "--set", "leaderElection.enabled=false"},
