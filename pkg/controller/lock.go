@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -45,6 +46,9 @@ func workloadsOf(nodes []*nodeops.Node) []*nodeops.Workload {
 func (c *Controller) lockNodes(ctx context.Context, op *operation, nodes []*nodeops.Node) (bool, time.Duration, error) {
 	me := op.holder()
 	workloads := workloadsOf(nodes)
+	// lockedNow: the workloads this sync took, which the cache does not show
+	// yet.
+	var lockedNow []string
 	for _, w := range workloads {
 		if nodeops.HeldBy(w, me) {
 			continue
@@ -62,7 +66,7 @@ func (c *Controller) lockNodes(ctx context.Context, op *operation, nodes []*node
 		// free one whatever the queue says: two Switchovers of one pair, each
 		// holding one node and first in line for the other, would wait for
 		// each other forever.
-		if first := c.firstWaiter(op.obj.GetNamespace(), w.Key()); first != nil && first.GetUID() != op.obj.GetUID() && !holdsOneOf(workloads, me) {
+		if first := c.firstWaiter(op.obj.GetNamespace(), w.Key()); first != nil && first.GetUID() != op.obj.GetUID() && !holdsOneOf(workloads, me) && len(lockedNow) == 0 {
 			c.wait(op, w, "")
 			return false, c.WaitRecheck(), nil
 		}
@@ -86,11 +90,15 @@ func (c *Controller) lockNodes(ctx context.Context, op *operation, nodes []*node
 			return false, 0, err
 		}
 		klog.FromContext(ctx).V(2).Info("Locked", "workload", w.Key(), "stop", req.Stop)
-		c.setCondition(op, citav1.ConditionNodeLocked, metav1.ConditionTrue, ReasonHolding, "holds %s", w.Key())
+		lockedNow = append(lockedNow, w.Key())
+		c.setCondition(op, citav1.ConditionNodeLocked, metav1.ConditionTrue, ReasonHolding, "holds %s", strings.Join(lockedNow, ", "))
 		if req.Stop {
 			c.recordStop(op, nodes[0], req.Machine)
 		}
-		// The cache shows the lock on the next event.
+		// The next workload is taken in the same sync (one status write for
+		// all); the cache shows the locks on the next event.
+	}
+	if len(lockedNow) > 0 {
 		return false, 0, nil
 	}
 	if !meta.IsStatusConditionTrue(op.status.Conditions, citav1.ConditionNodeLocked) {

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,6 +34,9 @@ func (c *Controller) recordStop(op *operation, n *nodeops.Node, machine string) 
 // behind after the grace period are deleted; at the stop timeout the
 // operation fails (and finish starts the nodes again).
 func (c *Controller) stopNodes(ctx context.Context, op *operation, nodes []*nodeops.Node) (bool, time.Duration, error) {
+	// stoppedNow: the nodes this sync scaled to 0, which the cache does not
+	// show yet. Every node is stopped in the same sync (one status write).
+	var stoppedNow []string
 	for _, n := range nodes {
 		w := n.Workload
 		if _, stopped := nodeops.StoppedReplicas(w); !stopped {
@@ -45,12 +49,19 @@ func (c *Controller) stopNodes(ctx context.Context, op *operation, nodes []*node
 				return false, 0, err
 			}
 			c.recordStop(op, n, machine)
-			return false, 0, nil
+			stoppedNow = append(stoppedNow, n.Name)
+			continue
 		}
 		if w.Replicas != 0 {
 			c.fail(op, ReasonScaledByOther, "%s was scaled to %d by someone else while stopped for this operation: aborted, replicas left as they set them", w.Key(), w.Replicas)
 			return false, 0, nil
 		}
+	}
+	if len(stoppedNow) > 1 {
+		op.setStep(citav1.StepStopping, "stopping nodes %s (replicas recorded)", strings.Join(stoppedNow, ", "))
+	}
+	if len(stoppedNow) > 0 {
+		return false, 0, nil
 	}
 
 	var left []*corev1.Pod

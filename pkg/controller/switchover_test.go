@@ -51,14 +51,12 @@ func TestSwitchover(t *testing.T) {
 		}
 	}
 	step("patch switchovers sw")
-	step("patch statefulsets node0", "update switchovers/status sw") // lock node0
-	step("patch statefulsets node1", "update switchovers/status sw") // lock node1
+	step("patch statefulsets node0", "patch statefulsets node1", "update switchovers/status sw") // lock both
 	if *f.statefulSet("node0").Spec.Replicas != 1 {
 		t.Fatal("node0 stopped before both nodes were locked")
 	}
-	step("patch statefulsets node0", "update switchovers/status sw") // stop node0
-	step("patch statefulsets node1", "update switchovers/status sw") // stop node1
-	step()                                                           // pods still there
+	step("patch statefulsets node0", "patch statefulsets node1", "update switchovers/status sw") // stop both
+	step()                                                                                       // pods still there
 	playKubelet(f, "node0", "node1")
 	step("patch statefulsets node0", "patch statefulsets node1", "update switchovers/status sw") // swap
 	if a, b := stsAccount(f.statefulSet("node0")), stsAccount(f.statefulSet("node1")); a != "node1-account" || b != "node0-account" {
