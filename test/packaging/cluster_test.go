@@ -152,6 +152,38 @@ func TestChartOnLocalCluster(t *testing.T) {
 				t.Errorf("%s: finalizers of the created CR (-want +got):\n%s", tc.name, diff)
 			}
 		}
+		// Applied again with server-side apply (as GitOps tools do), the CR
+		// keeps it: admission's change belongs to no field manager, so the
+		// applier, whose configuration has no finalizer, does not remove it.
+		manifest := filepath.Join(t.TempDir(), "bhf.yaml")
+		if err := os.WriteFile(manifest, []byte(`apiVersion: citacloud.rivtower.com/v1
+kind: BlockHeightFallback
+metadata:
+  name: policy-apply
+  namespace: `+watchedNS+`
+spec:
+  chain: test-chain
+  node: node0
+  deployMethod: cloud-config
+  blockHeight: 10
+`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			c := cita.CitacloudV1().BlockHeightFallbacks(watchedNS)
+			_, _ = c.Patch(context.Background(), "policy-apply", types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{})
+			_ = c.Delete(context.Background(), "policy-apply", metav1.DeleteOptions{})
+		})
+		for i := range 2 {
+			run(t, env, kubectl, "apply", "--server-side", "-f", manifest)
+			got, err := cita.CitacloudV1().BlockHeightFallbacks(watchedNS).Get(ctx, "policy-apply", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff([]string{controller.Finalizer}, got.Finalizers); diff != "" {
+				t.Errorf("after server-side apply %d: finalizers (-want +got):\n%s", i+1, diff)
+			}
+		}
 	})
 
 	// Narrowed to one namespace, the operations' rules apply there only.
