@@ -2,6 +2,7 @@ package nodeops
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -30,7 +31,8 @@ func labelKey(namespace, key, value string) string { return namespace + "/" + ke
 // NewIndexedPodLister is a PodLister over an indexer that has the
 // PodsByLabel index. A namespaced List whose selector requires a label to
 // equal one value reads only the pods carrying that label from the index,
-// then applies the whole selector; other selectors list the namespace. It
+// then applies the whole selector; other selectors, and lists across all
+// namespaces, go to the plain lister. It
 // returns exactly what the plain lister returns: finding a node's pods
 // (every sync, hundreds of nodes) costs the node's pods, not the
 // namespace's.
@@ -55,7 +57,7 @@ type indexedPodNamespaceLister struct {
 
 func (l *indexedPodNamespaceLister) List(selector labels.Selector) ([]*corev1.Pod, error) {
 	key, ok := equalityKey(selector)
-	if !ok {
+	if !ok || l.namespace == metav1.NamespaceAll {
 		return l.PodNamespaceLister.List(selector)
 	}
 	objs, err := l.indexer.ByIndex(PodsByLabel, labelKey(l.namespace, key.key, key.value))

@@ -48,7 +48,7 @@ func TestIndexedPodListerMatchesPlainLister(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, ns := range []string{"ns1", "ns2", "ns3"} {
+			for _, ns := range []string{"ns1", "ns2", "ns3", metav1.NamespaceAll} {
 				want, err := plain.Pods(ns).List(sel)
 				if err != nil {
 					t.Fatal(err)
