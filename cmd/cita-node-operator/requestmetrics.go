@@ -47,26 +47,36 @@ func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { r
 
 // classifyRequest names a request as the apiserver's authorizer would: verb
 // (get, list, watch, create, update, patch, delete, deletecollection) and
-// resource[/subresource]. Paths outside /api and /apis are verb "other"
-// with the path as resource; group and version discovery are "discovery".
+// resource[/subresource]. The path is read from its first "api" or "apis"
+// segment, so a server URL with a path prefix (a proxy such as Rancher's
+// /k8s/clusters/<id>) classifies the same. Group and version discovery are
+// "discovery"; anything else is "other", never the path itself, so the
+// metric's labels stay few.
 func classifyRequest(method string, u *url.URL) (verb, resource string) {
 	segs := strings.Split(strings.Trim(u.Path, "/"), "/")
 	var rest []string
+	for i, s := range segs {
+		if s != "api" && s != "apis" {
+			continue
+		}
+		switch {
+		case s == "api" && len(segs) > i+1:
+			rest = segs[i+2:] // api/<version>/...
+		case s == "apis" && len(segs) > i+2:
+			rest = segs[i+3:] // apis/<group>/<version>/...
+		default:
+			return "get", "discovery"
+		}
+		break
+	}
 	switch {
-	case len(segs) >= 2 && segs[0] == "api":
-		rest = segs[2:]
-	case len(segs) >= 3 && segs[0] == "apis":
-		rest = segs[3:]
-	case len(segs) >= 1 && (segs[0] == "api" || segs[0] == "apis"):
-		return "get", "discovery"
-	default:
-		return "other", u.Path
-	}
-	if len(rest) == 0 {
+	case rest == nil:
+		return "other", "other"
+	case len(rest) == 0:
 		return "get", "discovery"
 	}
-	if rest[0] == "namespaces" && len(rest) >= 3 {
-		rest = rest[2:] // namespaced: namespaces/<ns>/<resource>/...
+	if rest[0] == "namespaces" && len(rest) >= 3 && !(len(rest) == 3 && namespaceSubresources[rest[2]]) {
+		rest = rest[2:] // namespaces/<ns>/<resource>/...
 	}
 	resource = rest[0]
 	name := ""
@@ -100,3 +110,7 @@ func classifyRequest(method string, u *url.URL) (verb, resource string) {
 	}
 	return "other", resource
 }
+
+// namespaceSubresources are those of a Namespace object itself
+// (namespaces/<name>/status), not resources in it.
+var namespaceSubresources = map[string]bool{"status": true, "finalize": true}

@@ -37,7 +37,15 @@ func TestClassifyRequest(t *testing.T) {
 		"namespace list":      {"GET", "/api/v1/namespaces", "list", "namespaces"},
 		"discovery group":     {"GET", "/apis/apps/v1", "get", "discovery"},
 		"discovery root":      {"GET", "/apis", "get", "discovery"},
-		"not the API":         {"GET", "/version", "other", "/version"},
+		"not the API":         {"GET", "/version", "other", "other"},
+		"openapi of a group":  {"GET", "/openapi/v3/apis/apps/v1", "get", "discovery"},
+		"healthz":             {"GET", "/healthz", "other", "other"},
+		"path prefix":         {"PUT", "/k8s/clusters/c-x7/apis/citacloud.rivtower.com/v1/namespaces/cita/backups/b1/status", "update", "backups/status"},
+		"path prefix, core":   {"GET", "/k8s/clusters/c-x7/api/v1/namespaces/cita/pods?watch=true", "watch", "pods"},
+		"namespace status":    {"PUT", "/api/v1/namespaces/cita/status", "update", "namespaces/status"},
+		"namespace finalize":  {"PUT", "/api/v1/namespaces/cita/finalize", "update", "namespaces/finalize"},
+		"discovery core":      {"GET", "/api/v1", "get", "discovery"},
+		"discovery bare api":  {"GET", "/api", "get", "discovery"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
