@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -10,7 +11,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
@@ -91,7 +91,7 @@ func (c *Controller) lockNodes(ctx context.Context, op *operation, nodes []*node
 		}
 		klog.FromContext(ctx).V(2).Info("Locked", "workload", w.Key(), "stop", req.Stop)
 		lockedNow = append(lockedNow, w.Key())
-		c.setCondition(op, citav1.ConditionNodeLocked, metav1.ConditionTrue, ReasonHolding, "holds %s", strings.Join(lockedNow, ", "))
+		c.setCondition(op, citav1.ConditionNodeLocked, metav1.ConditionTrue, ReasonHolding, "holds %s", heldKeys(workloads, me, lockedNow))
 		if req.Stop {
 			c.recordStop(op, nodes[0], req.Machine)
 		}
@@ -101,14 +101,19 @@ func (c *Controller) lockNodes(ctx context.Context, op *operation, nodes []*node
 	if len(lockedNow) > 0 {
 		return false, 0, nil
 	}
-	if !meta.IsStatusConditionTrue(op.status.Conditions, citav1.ConditionNodeLocked) {
-		keys := make([]string, len(workloads))
-		for i, w := range workloads {
-			keys[i] = w.Key()
-		}
-		c.setCondition(op, citav1.ConditionNodeLocked, metav1.ConditionTrue, ReasonHolding, "holds %v", keys)
-	}
+	c.setCondition(op, citav1.ConditionNodeLocked, metav1.ConditionTrue, ReasonHolding, "holds %s", heldKeys(workloads, me, nil))
 	return true, 0, nil
+}
+
+// heldKeys names the workloads h holds, in the cache or taken just now.
+func heldKeys(workloads []*nodeops.Workload, h nodeops.Holder, now []string) string {
+	var keys []string
+	for _, w := range workloads {
+		if nodeops.HeldBy(w, h) || slices.Contains(now, w.Key()) {
+			keys = append(keys, w.Key())
+		}
+	}
+	return strings.Join(keys, ", ")
 }
 
 // WaitRecheck is how soon a waiting operation looks again without an event.

@@ -58,7 +58,9 @@ func (c *Controller) stopNodes(ctx context.Context, op *operation, nodes []*node
 		}
 	}
 	if len(stoppedNow) > 1 {
-		op.setStep(citav1.StepStopping, "stopping nodes %s (replicas recorded)", strings.Join(stoppedNow, ", "))
+		names := strings.Join(stoppedNow, ", ")
+		c.setCondition(op, citav1.ConditionNodeStopped, metav1.ConditionFalse, "Stopping", "nodes %s scaled to 0", names)
+		op.setStep(citav1.StepStopping, "stopping nodes %s (replicas recorded)", names)
 	}
 	if len(stoppedNow) > 0 {
 		return false, 0, nil

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
@@ -55,8 +56,14 @@ func TestSwitchover(t *testing.T) {
 	if *f.statefulSet("node0").Spec.Replicas != 1 {
 		t.Fatal("node0 stopped before both nodes were locked")
 	}
+	if c := meta.FindStatusCondition(f.status(cr).Conditions, citav1.ConditionNodeLocked); c == nil || c.Message != "holds StatefulSet/node0, StatefulSet/node1" {
+		t.Fatalf("NodeLocked after the locks: %+v", c)
+	}
 	step("patch statefulsets node0", "patch statefulsets node1", "update switchovers/status sw") // stop both
-	step()                                                                                       // pods still there
+	if c := meta.FindStatusCondition(f.status(cr).Conditions, citav1.ConditionNodeStopped); c == nil || !strings.Contains(c.Message, "node0, node1") {
+		t.Fatalf("NodeStopped after the stops: %+v", c)
+	}
+	step() // pods still there
 	playKubelet(f, "node0", "node1")
 	step("patch statefulsets node0", "patch statefulsets node1", "update switchovers/status sw") // swap
 	if a, b := stsAccount(f.statefulSet("node0")), stsAccount(f.statefulSet("node1")); a != "node1-account" || b != "node0-account" {
