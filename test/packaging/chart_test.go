@@ -122,6 +122,8 @@ func TestTemplateRefusesUnsafeValues(t *testing.T) {
 			[]string{"--set", "leaderElection.enabled=false"}, "needs leaderElection.enabled"},
 		"the original project's job image": {
 			[]string{"--set", "jobImage.repository=citacloud/cita-node-job"}, "original project's cita-node-job"},
+		"--namespace in extraArgs": {
+			[]string{"--set", "extraArgs={--namespace=app-rivspace}"}, "set watchNamespace"},
 		"a ServiceMonitor without the Service": {
 			[]string{"--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.service.enabled=false"}, "needs metrics.service.enabled"},
 	}
