@@ -57,7 +57,8 @@ func (c *Controller) lockNodes(ctx context.Context, op *operation, nodes []*node
 			if !c.holderAlive(op.obj.GetNamespace(), h) {
 				// Its operation is gone without releasing it: start and
 				// release it, then compete for it.
-				return false, c.WaitRecheck(), c.releaseOrphan(ctx, op.obj.GetNamespace(), h, w)
+				after, err := c.releaseOrphan(ctx, op.obj.GetNamespace(), h, w)
+				return false, max(after, c.WaitRecheck()), err
 			}
 			c.wait(op, w, h.String())
 			return false, c.WaitRecheck(), nil
@@ -71,6 +72,9 @@ func (c *Controller) lockNodes(ctx context.Context, op *operation, nodes []*node
 			return false, c.WaitRecheck(), nil
 		}
 		req := nodeops.LockRequest{Holder: me}
+		if len(op.targets) == 1 {
+			req.Node = &op.targets[0]
+		}
 		if len(workloads) == 1 && op.stopsNode() {
 			req.Stop = true
 			machine, err := nodes[0].Machine(c.listers.Pods)
@@ -234,35 +238,45 @@ func (c *Controller) workloadsHeldBy(namespace string, h nodeops.Holder, matchUI
 
 // releaseOrphans is called for an operation that no longer exists: any
 // workload still naming it is started and released once no pod of its Job
-// runs.
-func (c *Controller) releaseOrphans(ctx context.Context, kindName string, key cache.ObjectName) error {
+// runs (and its data is recovered, see recoverOrphan). A positive duration
+// asks to be called again.
+func (c *Controller) releaseOrphans(ctx context.Context, kindName string, key cache.ObjectName) (time.Duration, error) {
+	var again time.Duration
 	for _, w := range c.workloadsHeldBy(key.Namespace, nodeops.Holder{Kind: kindName, Name: key.Name}, false) {
 		h, _ := nodeops.HolderOf(w)
 		if c.holderAlive(key.Namespace, h) {
 			continue
 		}
-		if err := c.releaseOrphan(ctx, key.Namespace, h, w); err != nil {
-			return err
+		after, err := c.releaseOrphan(ctx, key.Namespace, h, w)
+		if err != nil {
+			return 0, err
+		}
+		if after > 0 && (again == 0 || after < again) {
+			again = after
 		}
 	}
-	return nil
+	return again, nil
 }
 
 // releaseOrphan starts and releases a workload held by an operation that is
-// gone, after deleting what is left of its Job.
-func (c *Controller) releaseOrphan(ctx context.Context, namespace string, h nodeops.Holder, w *nodeops.Workload) error {
+// gone, after deleting what is left of its Job and recovering the node's
+// data.
+func (c *Controller) releaseOrphan(ctx context.Context, namespace string, h nodeops.Holder, w *nodeops.Workload) (time.Duration, error) {
 	if running := c.activeJobPods(string(h.UID)); len(running) > 0 {
 		for _, p := range running {
 			if ref := metav1.GetControllerOf(p); ref != nil && ref.Kind == "Job" {
 				if err := c.deleteJob(ctx, namespace, ref.Name, ref.UID); err != nil {
-					return err
+					return 0, err
 				}
 			}
 		}
-		return fmt.Errorf("%s is held by %s, which is gone; waiting for its Job pod %s to stop before starting it", w.Key(), h, running[0].Name)
+		return 0, fmt.Errorf("%s is held by %s, which is gone; waiting for its Job pod %s to stop before starting it", w.Key(), h, running[0].Name)
+	}
+	if after, err := c.recoverOrphan(ctx, namespace, h, w); err != nil || after > 0 {
+		return after, err
 	}
 	klog.FromContext(ctx).Info("Releasing a workload whose operation is gone", "workload", w.Key(), "holder", h.String())
-	return c.patchWorkload(ctx, namespace, w, nodeops.ReleasePatch(w))
+	return 0, c.patchWorkload(ctx, namespace, w, nodeops.ReleasePatch(w))
 }
 
 // activeJobPods are the operation's Job pods that are not finished: they may

@@ -1,10 +1,12 @@
 package controller
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -178,31 +180,131 @@ func TestFairLock(t *testing.T) {
 	assertStartedWith(t, f, d, 1)
 }
 
+// orphanRecoveryJob is the name of the recovery Job of an orphaned
+// operation (see recoverOrphan).
+func orphanRecoveryJob(name, uid string) string {
+	return nodeops.JobName(name, "recover-"+uid[:min(8, len(uid))])
+}
+
 // TestOrphanedLockIsReleased: a workload still locked and stopped by an
 // operation that no longer exists (its finalizer was forced off) is started
-// and released, after the orphan's Job pods are gone.
+// and released, after the orphan's Job pods are gone and a recovery Job
+// (owned by the workload) has put back what the killed Job may have left.
 func TestOrphanedLockIsReleased(t *testing.T) {
+	for _, recovered := range []bool{true, false} {
+		t.Run(fmt.Sprintf("recovery succeeds %v", recovered), func(t *testing.T) {
+			d := deployments()[0]
+			gone := fallbackNamed("gone", d, t0)
+			f := newFixture(t, append([]runtime.Object{gone}, d.objects...)...)
+			f.mustSync("BlockHeightFallback", "gone")
+			f.mustSync("BlockHeightFallback", "gone")
+			f.deletePod(d.pod)
+			f.mustSync("BlockHeightFallback", "gone")
+			f.runningJobPod("gone-fallback", nil)
+			// Someone removes the finalizer by hand and the CR disappears.
+			cur := f.cr(gone)
+			cur.SetFinalizers(nil)
+			f.upsert(cur)
+			f.deleteCR(gone)
+
+			if err := f.sync("BlockHeightFallback", "gone"); err == nil {
+				t.Fatal("released a workload while the orphan's Job pod runs")
+			}
+			if workloadReplicas(f, d) != 0 {
+				t.Fatal("node started while the orphan's Job pod runs")
+			}
+			f.deletePod("gone-fallback-pod") // killed mid-run
+			f.mustSync("BlockHeightFallback", "gone")
+			rec := orphanRecoveryJob("gone", string(gone.UID))
+			if !f.jobExists(rec) {
+				t.Fatalf("no recovery Job %s before starting the orphaned node", rec)
+			}
+			job := f.job(rec)
+			if ref := job.OwnerReferences; len(ref) != 1 || ref[0].Kind != "StatefulSet" || ref[0].UID != workloadOf(f, d).Object.GetUID() || metav1.GetControllerOf(job) != nil {
+				t.Fatalf("recovery Job owners %+v, want the workload, not as controller", ref)
+			}
+			if args := job.Spec.Template.Spec.Containers[0].Command; !strings.Contains(strings.Join(args, " "), string(jobargs.OpRecover)) {
+				t.Fatalf("recovery Job args %v", args)
+			}
+			f.mustSync("BlockHeightFallback", "gone")
+			if workloadReplicas(f, d) != 0 {
+				t.Fatal("node started while its recovery Job runs")
+			}
+			f.finishJob(rec, recovered, &jobargs.Result{Op: jobargs.OpRecover})
+			f.mustSync("BlockHeightFallback", "gone")
+			assertStartedWith(t, f, d, 1)
+			want := "Normal NodeRootChecked"
+			if !recovered {
+				want = "Warning RecoveryFailed"
+			}
+			if events := strings.Join(f.events(), "\n"); !strings.Contains(events, "Normal RecoveryJobCreated") || !strings.Contains(events, want) {
+				t.Fatalf("events %s, want RecoveryJobCreated and %s", events, want)
+			}
+		})
+	}
+}
+
+// TestOrphanRecoveryThatCannotStart: a recovery Job whose pod never starts
+// does not keep the orphaned node down past the Job start timeout.
+func TestOrphanRecoveryThatCannotStart(t *testing.T) {
 	d := deployments()[0]
 	gone := fallbackNamed("gone", d, t0)
 	f := newFixture(t, append([]runtime.Object{gone}, d.objects...)...)
 	f.mustSync("BlockHeightFallback", "gone")
 	f.mustSync("BlockHeightFallback", "gone")
-	f.deletePod(d.pod)
-	f.mustSync("BlockHeightFallback", "gone")
-	f.runningJobPod("gone-fallback", nil)
-	// Someone removes the finalizer by hand and the CR disappears.
 	cur := f.cr(gone)
 	cur.SetFinalizers(nil)
 	f.upsert(cur)
 	f.deleteCR(gone)
-
-	if err := f.sync("BlockHeightFallback", "gone"); err == nil {
-		t.Fatal("released a workload while the orphan's Job pod runs")
+	f.mustSync("BlockHeightFallback", "gone")
+	rec := orphanRecoveryJob("gone", string(gone.UID))
+	if !f.jobExists(rec) {
+		t.Fatal("no recovery Job")
 	}
+	f.runningJobPod(rec, &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: "registry down"})
+	f.mustSync("BlockHeightFallback", "gone")
 	if workloadReplicas(f, d) != 0 {
-		t.Fatal("node started while the orphan's Job pod runs")
+		t.Fatal("node started before the recovery Job had its chance")
 	}
-	f.deletePod("gone-fallback-pod")
+	f.clock.Step(DefaultConfig().JobStartTimeout)
+	f.mustSync("BlockHeightFallback", "gone")
+	f.deletePod(rec + "-pod") // the garbage collector, after the Job's deletion
+	f.mustSync("BlockHeightFallback", "gone")
+	assertStartedWith(t, f, d, 1)
+}
+
+// TestOrphanOfAKindThatKeepsTheNodeRoot: an orphaned ChangeOwner (its Job
+// does not rewrite databases) is released without a recovery Job.
+func TestOrphanOfAKindThatKeepsTheNodeRoot(t *testing.T) {
+	d := deployments()[0]
+	co := &citav1.ChangeOwner{ObjectMeta: meta0("co"), Spec: citav1.ChangeOwnerSpec{NodeTarget: nodeTarget(d), NodeJobOptions: stopAndStart(), JobOptions: jobDefaults()}}
+	f := newFixture(t, append([]runtime.Object{co}, d.objects...)...)
+	f.mustSync("ChangeOwner", "co")
+	f.mustSync("ChangeOwner", "co")
+	cur := f.cr(co)
+	cur.SetFinalizers(nil)
+	f.upsert(cur)
+	f.deleteCR(co)
+	f.mustSync("ChangeOwner", "co")
+	if f.jobExists(orphanRecoveryJob("co", string(co.UID))) {
+		t.Fatal("a recovery Job for a ChangeOwner")
+	}
+	assertStartedWith(t, f, d, 1)
+}
+
+// A newcomer on a node released from an orphan gets it.
+func TestNewcomerAfterOrphan(t *testing.T) {
+	d := deployments()[0]
+	gone := fallbackNamed("gone", d, t0)
+	f := newFixture(t, append([]runtime.Object{gone}, d.objects...)...)
+	f.mustSync("BlockHeightFallback", "gone")
+	f.mustSync("BlockHeightFallback", "gone")
+	cur := f.cr(gone)
+	cur.SetFinalizers(nil)
+	f.upsert(cur)
+	f.deleteCR(gone)
+	f.mustSync("BlockHeightFallback", "gone")
+	f.finishJob(orphanRecoveryJob("gone", string(gone.UID)), true, &jobargs.Result{Op: jobargs.OpRecover})
 	f.mustSync("BlockHeightFallback", "gone")
 	assertStartedWith(t, f, d, 1)
 
@@ -231,8 +333,12 @@ func TestRecreatedNamesakeDoesNotInheritTheLock(t *testing.T) {
 	again := fallbackNamed("same", d, t0.Add(time.Minute))
 	again.UID = types.UID("uid-same-2")
 	f.upsert(again)
-	for range 6 {
+	rec := orphanRecoveryJob("same", "uid-same")
+	for range 8 {
 		_ = f.sync("BlockHeightFallback", "same")
+		if f.jobExists(rec) && len(f.job(rec).Status.Conditions) == 0 {
+			f.finishJob(rec, true, &jobargs.Result{Op: jobargs.OpRecover}) // the old one's recovery
+		}
 		world(f, d, "uid-same-2", "same-fallback")
 	}
 	st := f.status(again)

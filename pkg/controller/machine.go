@@ -45,7 +45,11 @@ const (
 func (c *Controller) syncOperation(ctx context.Context, k *kind, key cache.ObjectName) error {
 	op, err := k.get(key)
 	if apierrors.IsNotFound(err) {
-		return c.releaseOrphans(ctx, k.name, key)
+		after, err := c.releaseOrphans(ctx, k.name, key)
+		if after > 0 {
+			k.queue.AddAfter(key, after)
+		}
+		return err
 	}
 	if err != nil {
 		return err

@@ -6,9 +6,14 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
@@ -128,4 +133,93 @@ func addToOutcome(op *operation, note string) bool {
 	}
 	cond.Message += "; " + note
 	return true
+}
+
+// writesNodeRootKinds are the kinds whose Job rewrites the node root in
+// place (their work implements nodeRootWriter).
+var writesNodeRootKinds = map[string]bool{"BlockHeightFallback": true, "Restore": true}
+
+// orphanRecoveryPoll is how often an orphan's recovery Job is looked at: it
+// belongs to the workload, whose events do not wake the orphan's key.
+const orphanRecoveryPoll = 2 * time.Second
+
+// recoverOrphan: before a node stopped by an operation that is gone (its
+// finalizer was removed by hand) is started, a recovery Job puts back what
+// a killed run of the operation's Job may have left half-rewritten, as
+// recoverNodeRoot does for a live operation. Nothing records whether the
+// Job finished cleanly any more, so it always runs for the kinds that
+// rewrite the node root; on intact data it changes nothing. The Job belongs
+// to the workload (the operation is gone) and its events go there. A
+// positive duration: the Job runs, look again then.
+func (c *Controller) recoverOrphan(ctx context.Context, namespace string, h nodeops.Holder, w *nodeops.Workload) (time.Duration, error) {
+	target, recorded := nodeops.RecordedNode(w)
+	if _, stopped := nodeops.StoppedReplicas(w); !stopped || w.Replicas != 0 || !writesNodeRootKinds[h.Kind] || !recorded {
+		return 0, nil
+	}
+	obj, ok := w.Object.(runtime.Object)
+	if !ok {
+		return 0, nil
+	}
+	uid := string(h.UID)
+	name := nodeops.JobName(h.Name, "recover-"+uid[:min(8, len(uid))])
+	job, err := c.jobs.Jobs(namespace).Get(name)
+	if apierrors.IsNotFound(err) {
+		node, err := nodeops.Locate(c.listers, target)
+		if err != nil {
+			c.recorder.Eventf(obj, eventWarning, "RecoveryImpossible", "%s held by %s, which is gone: cannot check the node root before starting it: %v", w.Key(), h, err)
+			return 0, nil
+		}
+		gvk := appsv1.SchemeGroupVersion.WithKind(w.Kind)
+		job := nodeops.Job(nodeops.JobRequest{
+			Name: name, Namespace: namespace,
+			Owner: metav1.OwnerReference{APIVersion: gvk.GroupVersion().String(), Kind: gvk.Kind, Name: w.Name, UID: w.Object.GetUID(), BlockOwnerDeletion: ptr.To(false)},
+			Image: c.cfg.JobImage, Pull: corev1.PullIfNotPresent,
+			Args: jobargs.Args{Op: jobargs.OpRecover, NodeRoot: jobargs.NodeRootMountPath},
+			Node: node, ActiveDeadlineSeconds: int64(c.cfg.JobActiveDeadline / time.Second),
+		})
+		// Nothing waits for its result once the node is started: it may go.
+		job.Spec.TTLSecondsAfterFinished = ptr.To[int32](600)
+		if _, err := c.kube.BatchV1().Jobs(namespace).Create(ctx, job, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return 0, err
+		}
+		c.recorder.Eventf(obj, eventNormal, "RecoveryJobCreated", "%s was stopped by %s, which is gone: Job %s puts back what its Job may have left before the node starts", w.Key(), h, name)
+		return orphanRecoveryPoll, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if !jobFinished(job) {
+		if c.clock.Since(job.CreationTimestamp.Time) < c.cfg.JobStartTimeout || c.jobPodStarted(job) {
+			return orphanRecoveryPoll, nil
+		}
+		c.recorder.Eventf(obj, eventWarning, "RecoveryFailed", "recovery Job %s did not start within %s; starting the node anyway", name, c.cfg.JobStartTimeout)
+		return 0, c.deleteJob(ctx, namespace, job.Name, job.UID)
+	}
+	if jobCondition(job, "Complete") != nil {
+		c.recorder.Eventf(obj, eventNormal, "NodeRootChecked", "recovery Job %s finished: the node root is whole", name)
+	} else {
+		c.recorder.Eventf(obj, eventWarning, "RecoveryFailed", "recovery Job %s failed: the node's data may be inconsistent; starting the node anyway", name)
+	}
+	return 0, nil
+}
+
+// activeJobPodsOf are the unfinished pods of one Job.
+func (c *Controller) activeJobPodsOf(job *batchv1.Job) []*corev1.Pod {
+	var out []*corev1.Pod
+	for _, p := range c.activeJobPods(job.Labels[nodeops.LabelOperationUID]) {
+		if ref := metav1.GetControllerOf(p); ref != nil && ref.UID == job.UID {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// jobPodStarted: a pod of the Job runs or ran.
+func (c *Controller) jobPodStarted(job *batchv1.Job) bool {
+	for _, p := range c.activeJobPodsOf(job) {
+		if p.Status.Phase == corev1.PodRunning {
+			return true
+		}
+	}
+	return false
 }

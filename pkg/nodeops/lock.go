@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+
+	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
 )
 
 // The lock on a node, and what stopping it recorded, live in annotations of
@@ -28,6 +31,10 @@ const (
 	// AnnotationAccount is the account ConfigMap a Switchover found on the
 	// node before swapping, so the swap is computed from it, exactly once.
 	AnnotationAccount = "citacloud.rivtower.com/account-before-switchover"
+	// AnnotationNode is the node a single-node operation works on, as
+	// deployMethod/chain/node: what finding the node's data takes once the
+	// operation itself is gone (a recovery before an orphaned node starts).
+	AnnotationNode = "citacloud.rivtower.com/operation-node"
 )
 
 // Holder identifies an operation that holds (or wants) a node.
@@ -84,6 +91,17 @@ func RecordedMachine(w *Workload) string { return w.Object.GetAnnotations()[Anno
 // RecordedAccount is the account ConfigMap recorded before a Switchover.
 func RecordedAccount(w *Workload) string { return w.Object.GetAnnotations()[AnnotationAccount] }
 
+// RecordedNode is the node recorded by the lock of a single-node
+// operation; ok is false when there is none (a Switchover, or a lock taken
+// by an operator that did not record it).
+func RecordedNode(w *Workload) (t Target, ok bool) {
+	parts := strings.Split(w.Object.GetAnnotations()[AnnotationNode], "/")
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return Target{}, false
+	}
+	return Target{Namespace: w.Object.GetNamespace(), Method: citav1.DeployMethod(parts[0]), Chain: parts[1], Name: parts[2]}, true
+}
+
 // LockRequest says what taking a workload records.
 type LockRequest struct {
 	Holder Holder
@@ -93,6 +111,8 @@ type LockRequest struct {
 	Machine string
 	// Account, if set, records the node's account ConfigMap (Switchover).
 	Account string
+	// Node, if set, records the operation's one node (AnnotationNode).
+	Node *Target
 }
 
 type patchMeta struct {
@@ -130,6 +150,9 @@ func LockPatch(w *Workload, r LockRequest) []byte {
 	if r.Account != "" {
 		p.Metadata.Annotations[AnnotationAccount] = str(r.Account)
 	}
+	if r.Node != nil {
+		p.Metadata.Annotations[AnnotationNode] = str(string(r.Node.Method) + "/" + r.Node.Chain + "/" + r.Node.Name)
+	}
 	return mustJSON(p)
 }
 
@@ -141,7 +164,7 @@ func ReleasePatch(w *Workload) []byte {
 		ResourceVersion: w.Object.GetResourceVersion(),
 		Annotations: map[string]*string{
 			AnnotationHolder: nil, AnnotationHolderUID: nil,
-			AnnotationReplicas: nil, AnnotationMachine: nil, AnnotationAccount: nil,
+			AnnotationReplicas: nil, AnnotationMachine: nil, AnnotationAccount: nil, AnnotationNode: nil,
 		},
 	}}
 	if replicas, stopped := StoppedReplicas(w); stopped && w.Replicas == 0 {

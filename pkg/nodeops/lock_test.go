@@ -13,6 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
+
+	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
 )
 
 var backup1 = Holder{Kind: "Backup", Name: "b1", UID: "uid-b1"}
@@ -100,6 +102,23 @@ func TestLockPatch(t *testing.T) {
 				"spec": map[string]any{"replicas": float64(0)},
 			},
 		},
+		"a single-node operation records its node": {
+			sts: stsWith(ptr.To[int32](2), nil),
+			req: LockRequest{Holder: backup1, Stop: true, Machine: "m", Node: &Target{Namespace: "ns", Chain: "chain-a", Name: "node0", Method: citav1.DeployMethodCloudConfig}},
+			want: map[string]any{
+				"metadata": map[string]any{
+					"resourceVersion": "7",
+					"annotations": map[string]any{
+						AnnotationHolder:    "Backup/b1",
+						AnnotationHolderUID: "uid-b1",
+						AnnotationReplicas:  "2",
+						AnnotationMachine:   "m",
+						AnnotationNode:      "cloud-config/chain-a/node0",
+					},
+				},
+				"spec": map[string]any{"replicas": float64(0)},
+			},
+		},
 		"account without stop": {
 			sts: stsWith(ptr.To[int32](1), nil),
 			req: LockRequest{Holder: backup1, Account: "acc"},
@@ -126,7 +145,7 @@ func TestLockPatch(t *testing.T) {
 func TestReleasePatch(t *testing.T) {
 	allNull := map[string]any{
 		AnnotationHolder: nil, AnnotationHolderUID: nil,
-		AnnotationReplicas: nil, AnnotationMachine: nil, AnnotationAccount: nil,
+		AnnotationReplicas: nil, AnnotationMachine: nil, AnnotationAccount: nil, AnnotationNode: nil,
 	}
 	release := func(spec map[string]any) map[string]any {
 		p := map[string]any{"metadata": map[string]any{"resourceVersion": "7", "annotations": allNull}}
@@ -370,5 +389,46 @@ func TestPatchWorkloadErrors(t *testing.T) {
 				t.Errorf("PatchWorkload of a missing %s = %v, want NotFound", name, err)
 			}
 		})
+	}
+}
+
+// TestRecordedNode: the node a lock recorded is read back, in the
+// workload's namespace; anything else is no record.
+func TestRecordedNode(t *testing.T) {
+	for value, want := range map[string]*Target{
+		"cloud-config/chain-a/node0": {Namespace: "ns", Chain: "chain-a", Name: "node0", Method: citav1.DeployMethodCloudConfig},
+		"helm/chain-b/chain-b-1":     {Namespace: "ns", Chain: "chain-b", Name: "chain-b-1", Method: citav1.DeployMethodHelm},
+		"":                           nil,
+		"cloud-config/chain-a":       nil,
+		"cloud-config//node0":        nil,
+		"a/b/c/d":                    nil,
+	} {
+		sts := stsWith(ptr.To[int32](0), map[string]string{AnnotationNode: value})
+		sts.Namespace = "ns"
+		got, ok := RecordedNode(StatefulSetWorkload(sts))
+		if want == nil {
+			if ok {
+				t.Errorf("%q: recorded node %+v, want none", value, got)
+			}
+			continue
+		}
+		if diff := cmp.Diff(*want, got); !ok || diff != "" {
+			t.Errorf("%q: ok %v (-want +got):\n%s", value, ok, diff)
+		}
+	}
+	// A lock patch's record reads back as the node it names.
+	n := Target{Namespace: "ns", Chain: "c", Name: "n1", Method: citav1.DeployMethodPython}
+	var p struct {
+		Metadata struct {
+			Annotations map[string]string `json:"annotations"`
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal(LockPatch(StatefulSetWorkload(stsWith(ptr.To[int32](1), nil)), LockRequest{Holder: backup1, Node: &n}), &p); err != nil {
+		t.Fatal(err)
+	}
+	sts := stsWith(ptr.To[int32](1), p.Metadata.Annotations)
+	sts.Namespace = "ns"
+	if got, ok := RecordedNode(StatefulSetWorkload(sts)); !ok || got != n {
+		t.Errorf("round trip: %+v %v, want %+v", got, ok, n)
 	}
 }

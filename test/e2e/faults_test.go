@@ -8,8 +8,10 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
 )
 
 func fallbackYAML(ns, name string, n *node, height int64, extra string) string {
@@ -87,6 +89,56 @@ func TestDeletedMidOperation(t *testing.T) {
 	}
 	if a := lockAnnotations(n.annotations(t)); len(a) > 0 {
 		t.Fatalf("lock left: %v", a)
+	}
+}
+
+// TestFinalizerRemovedByHandMidOperation: an operation forced away (its
+// finalizer removed by hand, then deleted) while its Job rewrites the node's
+// data leaves a stopped node that only the operator's orphan handling
+// starts: the Job is stopped, a recovery Job owned by the node's StatefulSet
+// checks the node root, then the node starts at its replicas.
+func TestFinalizerRemovedByHandMidOperation(t *testing.T) {
+	need(t)
+	ns := namespace(t, "e2e-orphan")
+	n := deployCloudConfig(t, ns, "orph", "orph-node0")
+	mustApply(t, fallbackYAML(ns, "forced", n, slowHeight, ""))
+	var uid string
+	eventually(t, opTimeout, "the Job pod running", func() (bool, string) {
+		_, obj, err := opStatus(t, "BlockHeightFallback", ns, "forced")
+		if err != nil {
+			return false, err.Error()
+		}
+		uid = string(obj.GetUID())
+		for _, p := range jobPods(t, ns, uid) {
+			if p.Status.Phase == "Running" {
+				return true, ""
+			}
+		}
+		return false, "no running job pod"
+	})
+	c := env.cita.CitacloudV1().BlockHeightFallbacks(ns)
+	if _, err := c.Patch(env.ctx, "forced", types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(env.ctx, "forced", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, opTimeout, "the node started and released", func() (bool, string) {
+		r, a := n.specReplicas(t), lockAnnotations(n.annotations(t))
+		return r == n.replicas && len(a) == 0, fmt.Sprintf("replicas %d, lock %v", r, a)
+	})
+	reasons := strings.Join(eventReasons(t, ns, n.name), ", ")
+	for _, want := range []string{"Normal RecoveryJobCreated", "Normal NodeRootChecked"} {
+		if !strings.Contains(reasons, want) {
+			t.Errorf("events on StatefulSet %s: %s; want %s", n.name, reasons, want)
+		}
+	}
+	job, err := env.kube.BatchV1().Jobs(ns).Get(env.ctx, nodeops.JobName("forced", "recover-"+uid[:8]), metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the recovery Job: %v", err)
+	}
+	if refs := job.OwnerReferences; len(refs) != 1 || refs[0].Kind != "StatefulSet" || refs[0].Name != n.name {
+		t.Errorf("recovery Job owned by %+v, want the node's StatefulSet", refs)
 	}
 }
 
