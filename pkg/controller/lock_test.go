@@ -180,6 +180,27 @@ func TestFairLock(t *testing.T) {
 	assertStartedWith(t, f, d, 1)
 }
 
+// forceAway plays a user removing an operation's finalizer by hand, then
+// the CR disappearing.
+func forceAway(f *fixture, cr object) {
+	cur := f.cr(cr)
+	cur.SetFinalizers(nil)
+	f.upsert(cur)
+	f.deleteCR(cr)
+}
+
+// stoppedThenOrphaned: a BlockHeightFallback that stopped its node, then
+// was forced away.
+func stoppedThenOrphaned(t *testing.T) (*fixture, deployed, *citav1.BlockHeightFallback) {
+	d := deployments()[0]
+	gone := fallbackNamed("gone", d, t0)
+	f := newFixture(t, append([]runtime.Object{gone}, d.objects...)...)
+	f.mustSync("BlockHeightFallback", "gone")
+	f.mustSync("BlockHeightFallback", "gone")
+	forceAway(f, gone)
+	return f, d, gone
+}
+
 // orphanRecoveryJob is the name of the recovery Job of an orphaned
 // operation (see recoverOrphan).
 func orphanRecoveryJob(name, uid string) string {
@@ -202,10 +223,7 @@ func TestOrphanedLockIsReleased(t *testing.T) {
 			f.mustSync("BlockHeightFallback", "gone")
 			f.runningJobPod("gone-fallback", nil)
 			// Someone removes the finalizer by hand and the CR disappears.
-			cur := f.cr(gone)
-			cur.SetFinalizers(nil)
-			f.upsert(cur)
-			f.deleteCR(gone)
+			forceAway(f, gone)
 
 			if err := f.sync("BlockHeightFallback", "gone"); err == nil {
 				t.Fatal("released a workload while the orphan's Job pod runs")
@@ -247,15 +265,7 @@ func TestOrphanedLockIsReleased(t *testing.T) {
 // TestOrphanRecoveryThatCannotStart: a recovery Job whose pod never starts
 // does not keep the orphaned node down past the Job start timeout.
 func TestOrphanRecoveryThatCannotStart(t *testing.T) {
-	d := deployments()[0]
-	gone := fallbackNamed("gone", d, t0)
-	f := newFixture(t, append([]runtime.Object{gone}, d.objects...)...)
-	f.mustSync("BlockHeightFallback", "gone")
-	f.mustSync("BlockHeightFallback", "gone")
-	cur := f.cr(gone)
-	cur.SetFinalizers(nil)
-	f.upsert(cur)
-	f.deleteCR(gone)
+	f, d, gone := stoppedThenOrphaned(t)
 	f.mustSync("BlockHeightFallback", "gone")
 	rec := orphanRecoveryJob("gone", string(gone.UID))
 	if !f.jobExists(rec) {
@@ -281,10 +291,7 @@ func TestOrphanOfAKindThatKeepsTheNodeRoot(t *testing.T) {
 	f := newFixture(t, append([]runtime.Object{co}, d.objects...)...)
 	f.mustSync("ChangeOwner", "co")
 	f.mustSync("ChangeOwner", "co")
-	cur := f.cr(co)
-	cur.SetFinalizers(nil)
-	f.upsert(cur)
-	f.deleteCR(co)
+	forceAway(f, co)
 	f.mustSync("ChangeOwner", "co")
 	if f.jobExists(orphanRecoveryJob("co", string(co.UID))) {
 		t.Fatal("a recovery Job for a ChangeOwner")
@@ -294,15 +301,7 @@ func TestOrphanOfAKindThatKeepsTheNodeRoot(t *testing.T) {
 
 // A newcomer on a node released from an orphan gets it.
 func TestNewcomerAfterOrphan(t *testing.T) {
-	d := deployments()[0]
-	gone := fallbackNamed("gone", d, t0)
-	f := newFixture(t, append([]runtime.Object{gone}, d.objects...)...)
-	f.mustSync("BlockHeightFallback", "gone")
-	f.mustSync("BlockHeightFallback", "gone")
-	cur := f.cr(gone)
-	cur.SetFinalizers(nil)
-	f.upsert(cur)
-	f.deleteCR(gone)
+	f, d, gone := stoppedThenOrphaned(t)
 	f.mustSync("BlockHeightFallback", "gone")
 	f.finishJob(orphanRecoveryJob("gone", string(gone.UID)), true, &jobargs.Result{Op: jobargs.OpRecover})
 	f.mustSync("BlockHeightFallback", "gone")
@@ -326,10 +325,7 @@ func TestRecreatedNamesakeDoesNotInheritTheLock(t *testing.T) {
 	f := newFixture(t, append([]runtime.Object{old}, d.objects...)...)
 	f.mustSync("BlockHeightFallback", "same")
 	f.mustSync("BlockHeightFallback", "same")
-	cur := f.cr(old)
-	cur.SetFinalizers(nil)
-	f.upsert(cur)
-	f.deleteCR(old)
+	forceAway(f, old)
 	again := fallbackNamed("same", d, t0.Add(time.Minute))
 	again.UID = types.UID("uid-same-2")
 	f.upsert(again)
