@@ -26,7 +26,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/cita-cloud/cita-node-operator/pkg/controller"
+	"github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned"
 	"github.com/cita-cloud/cita-node-operator/test/fixtures"
 	"github.com/cita-cloud/cita-node-operator/test/jobrunner"
 	"github.com/cita-cloud/cita-node-operator/test/localcluster"
@@ -103,7 +103,13 @@ func (d *demo) run() error {
 	if out, err := d.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"); err != nil {
 		return fmt.Errorf("CRDs: %v\n%s", err, out)
 	}
-	if err := d.waitOperationsAccepted(); err != nil {
+	// Operations are applied at once: wait until the chart's finalizer
+	// policy works rather than race its 503s (see fixtures.WaitFinalizerPolicy).
+	cita, err := versioned.NewForConfig(cluster.RESTConfig())
+	if err != nil {
+		return err
+	}
+	if _, err := fixtures.WaitFinalizerPolicy(d.ctx, cita, "default", true, time.Minute); err != nil {
 		return err
 	}
 
@@ -250,37 +256,6 @@ func (d *demo) report() (string, error) {
 	}
 	fmt.Fprintf(&b, "\nThe cluster keeps running. Explore it with:\n  export KUBECONFIG=%s\n  %s get cita -A\nStop it with: make demo-down\n", d.kubeconfig, filepath.Join(d.bin, "kubectl"))
 	return b.String(), nil
-}
-
-// waitOperationsAccepted waits until the chart's finalizer admission policy
-// works (a server-side dry run of an operation comes back with the
-// finalizer). The policy needs the schema of CRDs created seconds ago,
-// which the apiserver loads within about 5 s; until then it refuses to
-// create operations (503, "There can be a delay between when
-// CustomResourceDefinitions are created and when they are available"). A
-// user applying right after installing retries the same.
-func (d *demo) waitOperationsAccepted() error {
-	probe := `apiVersion: citacloud.rivtower.com/v1
-kind: BlockHeightFallback
-metadata:
-  name: probe
-  namespace: default
-spec:
-  chain: probe-chain
-  node: probe-node
-  blockHeight: 1
-  deployMethod: cloud-config
-`
-	var out []byte
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
-		cmd := d.command("kubectl", "--kubeconfig", d.kubeconfig, "create", "--dry-run=server", "-o", "jsonpath={.metadata.finalizers}", "-f", "-")
-		cmd.Stdin = strings.NewReader(probe)
-		var err error
-		if out, err = cmd.CombinedOutput(); err == nil && strings.Contains(string(out), controller.Finalizer) {
-			return nil
-		}
-	}
-	return fmt.Errorf("the finalizer admission policy does not work 60 s after the chart was installed: %s", out)
 }
 
 func (d *demo) command(tool string, args ...string) *exec.Cmd {

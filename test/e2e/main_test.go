@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned"
+	"github.com/cita-cloud/cita-node-operator/test/fixtures"
 	"github.com/cita-cloud/cita-node-operator/test/localcluster"
 )
 
@@ -145,6 +146,11 @@ func setUp(ctx context.Context) (func(), error) {
 		"--namespace", "cita", "--create-namespace", "--set", "replicaCount=0", "--kubeconfig", env.kubeconfig)
 	if out, err := helm.CombinedOutput(); err != nil {
 		return cleanup, fmt.Errorf("helm install: %v: %s", err, out)
+	}
+	// Scenarios create operations at once: wait until the chart's finalizer
+	// policy works rather than race its 503s.
+	if _, err := fixtures.WaitFinalizerPolicy(ctx, env.cita, "default", true, time.Minute); err != nil {
+		return cleanup, err
 	}
 	operatorKubeconfig := filepath.Join(env.logDir, "operator.kubeconfig")
 	if err := localcluster.ImpersonatingKubeconfig(env.kubeconfig, operatorKubeconfig, "cita", "cita-node-operator"); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
 	"github.com/cita-cloud/cita-node-operator/pkg/controller"
 	"github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned"
+	"github.com/cita-cloud/cita-node-operator/test/fixtures"
 	"github.com/cita-cloud/cita-node-operator/test/localcluster"
 )
 
@@ -328,33 +328,11 @@ func createFallback(t *testing.T, ctx context.Context, cita versioned.Interface,
 	return got
 }
 
-// waitFinalizerPolicy dry-runs the creation of a CR in namespace until the
-// apiserver adds the operator's finalizer (want) or no longer does (!want):
-// a new or changed policy takes effect once the admission plugin's
-// informers have it, and for CRDs created seconds ago once it has their
-// schema (until then such creates are refused with a 503: "There can be a
-// delay between when CustomResourceDefinitions are created and when they
-// are available").
+// waitFinalizerPolicy: see fixtures.WaitFinalizerPolicy.
 func waitFinalizerPolicy(t *testing.T, ctx context.Context, cita versioned.Interface, namespace string, want bool) {
 	t.Helper()
-	var last []string
-	var lastErr error
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
-		got, err := cita.CitacloudV1().BlockHeightFallbacks(namespace).Create(ctx, &citav1.BlockHeightFallback{
-			ObjectMeta: metav1.ObjectMeta{Name: "policy-probe"},
-			Spec: citav1.BlockHeightFallbackSpec{
-				NodeTarget:  citav1.NodeTarget{Chain: "test-chain", Node: "node0", DeployMethod: citav1.DeployMethodCloudConfig},
-				BlockHeight: 10,
-			},
-		}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		if lastErr = err; err != nil {
-			return false, nil
-		}
-		last = got.Finalizers
-		return slices.Contains(last, controller.Finalizer) == want, nil
-	})
-	if err != nil {
-		t.Fatalf("a CR created in %s: finalizers %v (error %v) after 30 s, want the operator's: %v", namespace, last, lastErr, want)
+	if _, err := fixtures.WaitFinalizerPolicy(ctx, cita, namespace, want, 30*time.Second); err != nil {
+		t.Fatal(err)
 	}
 }
 
