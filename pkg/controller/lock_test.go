@@ -212,9 +212,9 @@ func orphanRecoveryJob(name, uid string) string {
 // and released, after the orphan's Job pods are gone and a recovery Job
 // (owned by the workload) has put back what the killed Job may have left.
 func TestOrphanedLockIsReleased(t *testing.T) {
-	for _, recovered := range []bool{true, false} {
-		t.Run(fmt.Sprintf("recovery succeeds %v", recovered), func(t *testing.T) {
-			d := deployments()[0]
+	for i, recovered := range []bool{true, false, true} {
+		d := deployments()[i]
+		t.Run(fmt.Sprintf("%s, recovery succeeds %v", d.method, recovered), func(t *testing.T) {
 			gone := fallbackNamed("gone", d, t0)
 			f := newFixture(t, append([]runtime.Object{gone}, d.objects...)...)
 			f.mustSync("BlockHeightFallback", "gone")
@@ -232,14 +232,22 @@ func TestOrphanedLockIsReleased(t *testing.T) {
 				t.Fatal("node started while the orphan's Job pod runs")
 			}
 			f.deletePod("gone-fallback-pod") // killed mid-run
+			if d.method == citav1.DeployMethodHelm {
+				f.deletePod("helm-chain-0")
+				f.deletePod("helm-chain-2")
+			}
 			f.mustSync("BlockHeightFallback", "gone")
 			rec := orphanRecoveryJob("gone", string(gone.UID))
 			if !f.jobExists(rec) {
 				t.Fatalf("no recovery Job %s before starting the orphaned node", rec)
 			}
 			job := f.job(rec)
-			if ref := job.OwnerReferences; len(ref) != 1 || ref[0].Kind != "StatefulSet" || ref[0].UID != workloadOf(f, d).Object.GetUID() || metav1.GetControllerOf(job) != nil {
-				t.Fatalf("recovery Job owners %+v, want the workload, not as controller", ref)
+			w := workloadOf(f, d)
+			if ref := job.OwnerReferences; len(ref) != 1 || ref[0].Kind != w.Kind || ref[0].APIVersion != "apps/v1" || ref[0].UID != w.Object.GetUID() || metav1.GetControllerOf(job) != nil {
+				t.Fatalf("recovery Job owners %+v, want the %s, not as controller", ref, w.Kind)
+			}
+			if claim := job.Spec.Template.Spec.Volumes[0].PersistentVolumeClaim; claim == nil || claim.ClaimName != d.claim {
+				t.Fatalf("recovery Job volume %+v, want the node's claim %s", job.Spec.Template.Spec.Volumes[0], d.claim)
 			}
 			if args := job.Spec.Template.Spec.Containers[0].Command; !strings.Contains(strings.Join(args, " "), string(jobargs.OpRecover)) {
 				t.Fatalf("recovery Job args %v", args)
@@ -250,7 +258,7 @@ func TestOrphanedLockIsReleased(t *testing.T) {
 			}
 			f.finishJob(rec, recovered, &jobargs.Result{Op: jobargs.OpRecover})
 			f.mustSync("BlockHeightFallback", "gone")
-			assertStartedWith(t, f, d, 1)
+			assertStartedWith(t, f, d, d.replicas)
 			want := "Normal NodeRootChecked"
 			if !recovered {
 				want = "Warning RecoveryFailed"
