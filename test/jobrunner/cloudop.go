@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/datamove/cloudoptest"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
 )
 
@@ -34,42 +35,6 @@ const FailReason = "height above tip"
 // FallbackMarker is the file, in the node root's chain_data, where the fake
 // rollback / recover writes the height it rolled back to (one line).
 const FallbackMarker = "FALLBACK_HEIGHT"
-
-// cloudOpHelp is each generation's `cloud-op --help` as the real binaries
-// print it (abridged). datamove.DetectCloudOp tells the generation from the
-// subcommands listed: rollback (current), recover / state-recover (legacy).
-var cloudOpHelp = map[string]string{
-	jobargs.CloudOpLegacy: `cloud-op 0.2.1
-cita-cloud operation tool
-
-USAGE:
-    cloud-op <SUBCOMMAND>
-
-OPTIONS:
-    -h, --help       Print help information
-    -V, --version    Print version information
-
-SUBCOMMANDS:
-    help             Print this message or the help of the given subcommand(s)
-    recover          recover chain from early state
-    state-backup     backup executor and storage state of a specified height
-    state-recover    recover chain from a specified height state backup
-`,
-	jobargs.CloudOpCurrent: `cloud-op 6.7.4
-Usage: cloud-op <COMMAND>
-
-Commands:
-  rollback        rollback chain data to a specified height
-  cloud-rollback  rollback cloud storage to a specified height
-  backup          backup chain data of a specified height
-  export          export blocks to a directory
-  help            Print this message or the help of the given subcommand(s)
-
-Options:
-  -h, --help     Print help
-  -V, --version  Print version
-`,
-}
 
 // The argument parsers of the two generations: each accepts exactly the
 // command lines of DESIGN §4's table, and fails like a CLI parser (exit 2) on
@@ -198,7 +163,7 @@ restore)
 	echo "recovered state of height $height" ;;
 esac
 exit 0
-`, gen, cloudOpHelp[gen], callsFile, parse, FailHeight, FailReason, SlowHeight, HangHeight, FallbackMarker, DelayHeight)
+`, gen, cloudoptest.Help[gen], callsFile, parse, FailHeight, FailReason, SlowHeight, HangHeight, FallbackMarker, DelayHeight)
 }
 
 // writeToolDirs makes, for each generation, a directory holding the fake

@@ -11,43 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/datamove/cloudoptest"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
 )
-
-// What each generation's cloud-op prints for --help (abridged): the job tells them apart by
-// the subcommands listed.
-var cloudOpHelp = map[string]string{
-	jobargs.CloudOpLegacy: `cloud-op 0.2.1
-cita-cloud operation tool
-
-USAGE:
-    cloud-op <SUBCOMMAND>
-
-OPTIONS:
-    -h, --help       Print help information
-    -V, --version    Print version information
-
-SUBCOMMANDS:
-    help             Print this message or the help of the given subcommand(s)
-    recover          recover chain from early state
-    state-backup     backup executor and storage state of a specified height
-    state-recover    recover chain from a specified height state backup
-`,
-	jobargs.CloudOpCurrent: `cloud-op 6.7.4
-Usage: cloud-op <COMMAND>
-
-Commands:
-  rollback        rollback chain data to a specified height
-  cloud-rollback  rollback cloud storage to a specified height
-  backup          backup chain data of a specified height
-  export          export blocks to a directory
-  help            Print this message or the help of the given subcommand(s)
-
-Options:
-  -h, --help     Print help
-  -V, --version  Print version
-`,
-}
 
 // installFakeCloudOp puts a cloud-op script on PATH that prints gen's --help, records every
 // other invocation's argv (one argument per line) in the returned file, then runs body.
@@ -63,7 +29,7 @@ exit 0
 fi
 printf '%%s\n' "$@" > %q
 %s
-`, cloudOpHelp[gen], argsLog, body)
+`, cloudoptest.Help[gen], argsLog, body)
 	if err := os.WriteFile(filepath.Join(dir, "cloud-op"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
