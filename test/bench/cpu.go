@@ -52,8 +52,8 @@ func (e *env) cpuNow() cpuSnapshot {
 			s.procs[strings.TrimSpace(string(comm))] += cpu
 		}
 	}
-	if e.op != nil && e.op.cmd != nil {
-		if cpu, err := procCPU(e.op.cmd.Process.Pid); err == nil {
+	if e.op != nil && e.op.proc != nil {
+		if cpu, err := procCPU(e.op.proc.Pid()); err == nil {
 			s.procs["cita-node-operator"] = cpu
 		}
 	}

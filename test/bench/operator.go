@@ -29,8 +29,7 @@ type operator struct {
 	bin, kubeconfig, logDir string
 	args                    []string
 
-	cmd          *exec.Cmd
-	exited       chan struct{}
+	proc         *localcluster.Process
 	metricsURL   string
 	healthURL    string
 	starts       int
@@ -106,11 +105,6 @@ func (o *operator) start(ctx context.Context) error {
 	}
 	o.metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", mp)
 	o.healthURL = fmt.Sprintf("http://127.0.0.1:%d/readyz", hp)
-	logPath := filepath.Join(o.logDir, fmt.Sprintf("operator-%d.log", o.starts))
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return err
-	}
 	args := append([]string{
 		"--kubeconfig=" + o.kubeconfig,
 		"--leader-elect=false",
@@ -118,38 +112,30 @@ func (o *operator) start(ctx context.Context) error {
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", hp),
 		"--v=0",
 	}, o.args...)
-	o.cmd = exec.Command(o.bin, args...)
-	o.cmd.Stdout, o.cmd.Stderr = logFile, logFile
+	var env []string
 	if o.pprofURL != "" {
 		pp, err := freePort()
 		if err != nil {
 			return err
 		}
 		o.pprofURL = fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/", pp)
-		o.cmd.Env = append(os.Environ(), fmt.Sprintf("CITA_BENCH_PPROF=127.0.0.1:%d", pp))
+		env = append(env, fmt.Sprintf("CITA_BENCH_PPROF=127.0.0.1:%d", pp))
 	}
-	o.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	o.mu.Lock()
 	o.lastCounts = newRequestCounts() // a new process counts from 0
 	o.lastCPU, o.phasePeak, o.phaseStart = 0, 0, time.Now()
 	o.mu.Unlock()
-	if err := o.cmd.Start(); err != nil {
-		logFile.Close()
+	if o.proc, err = localcluster.StartProcess(fmt.Sprintf("operator-%d", o.starts), o.bin, o.logDir, env, args...); err != nil {
 		return err
 	}
-	o.exited = make(chan struct{})
-	go func() {
-		_ = o.cmd.Wait()
-		logFile.Close()
-		close(o.exited)
-	}()
+	logPath := o.proc.LogFile
 	o.stopSampling = make(chan struct{})
-	go o.sample(o.cmd.Process.Pid, o.stopSampling)
+	go o.sample(o.proc.Pid(), o.stopSampling)
 
 	start := time.Now()
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
 		select {
-		case <-o.exited:
+		case <-o.proc.Done():
 			return false, fmt.Errorf("operator exited; see %s", logPath)
 		default:
 		}
@@ -163,24 +149,18 @@ func (o *operator) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("operator not ready: %w", err)
 	}
-	logf("operator (pid %d) ready in %s; log %s", o.cmd.Process.Pid, time.Since(start).Round(time.Millisecond), logPath)
+	logf("operator (pid %d) ready in %s; log %s", o.proc.Pid(), time.Since(start).Round(time.Millisecond), logPath)
 	return nil
 }
 
 func (o *operator) stop() error {
-	if o.cmd == nil {
+	if o.proc == nil {
 		return nil
 	}
 	close(o.stopSampling)
 	o.earlier = o.earlier.add(o.requests())
-	_ = o.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-o.exited:
-	case <-time.After(30 * time.Second):
-		_ = syscall.Kill(-o.cmd.Process.Pid, syscall.SIGKILL)
-		<-o.exited
-	}
-	o.cmd = nil
+	o.proc.Stop(30 * time.Second)
+	o.proc = nil
 	return nil
 }
 
@@ -206,7 +186,7 @@ func (o *operator) sample(pid int, stop chan struct{}) {
 
 // phase closes a phase: what the operator used since the previous mark.
 func (o *operator) phase(name string) phaseStats {
-	pid := o.cmd.Process.Pid
+	pid := o.proc.Pid()
 	rss, hwm, _ := procMem(pid)
 	cpu, _ := procCPU(pid)
 	counts := o.requests()
@@ -223,7 +203,7 @@ func (o *operator) phase(name string) phaseStats {
 
 // totals: the operator process so far.
 func (o *operator) totals() phaseStats {
-	pid := o.cmd.Process.Pid
+	pid := o.proc.Pid()
 	_, hwm, _ := procMem(pid)
 	cpu, _ := procCPU(pid)
 	var peak int64
@@ -333,7 +313,7 @@ func (o *operator) startPerf() error {
 		return err
 	}
 	o.perfData = filepath.Join(o.logDir, "operator.perf.data")
-	o.perfCmd = exec.Command("perf", "record", "-F", "499", "-g", "-o", o.perfData, "-p", strconv.Itoa(o.cmd.Process.Pid))
+	o.perfCmd = exec.Command("perf", "record", "-F", "499", "-g", "-o", o.perfData, "-p", strconv.Itoa(o.proc.Pid()))
 	o.perfCmd.Stdout, o.perfCmd.Stderr = nil, nil
 	return o.perfCmd.Start()
 }
@@ -389,7 +369,7 @@ func buildPprofOperator(repo, workDir string) (string, error) {
 // pprofTop fetches a profile from the pprof operator and returns go tool
 // pprof's top functions for it.
 func (o *operator) pprofTop(profile, index, title string) string {
-	if o.pprofURL == "" || o.cmd == nil {
+	if o.pprofURL == "" || o.proc == nil {
 		return ""
 	}
 	resp, err := http.Get(o.pprofURL + profile)

@@ -114,7 +114,7 @@ func (e *env) measureStored(ctx context.Context, c *config) (*storedResult, erro
 	})
 	res.waitedGC = time.Since(gcStart)
 	time.Sleep(2 * time.Second) // the scavenger returns freed pages in the background
-	pid := e.op.cmd.Process.Pid
+	pid := e.op.proc.Pid()
 	st, err := procStatus(pid)
 	if err != nil {
 		return nil, err

@@ -124,25 +124,19 @@ func (d *demo) run() error {
 	if err := localcluster.ImpersonatingKubeconfig(d.kubeconfig, opKubeconfig, "cita", "cita-node-operator"); err != nil {
 		return err
 	}
-	logPath := filepath.Join(d.workDir, "operator.log")
-	logFile, err := os.Create(logPath)
+	// A fresh log for this demo (StartProcess appends).
+	if err := os.Remove(filepath.Join(d.workDir, "operator.log")); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	operator, err := localcluster.StartProcess("operator", filepath.Join(d.bin, "cita-node-operator"), d.workDir, nil,
+		"--kubeconfig="+opKubeconfig,
+		"--leader-elect-namespace=cita", "--job-image=ghcr.io/cita-cloud/cita-node-operator-job:demo",
+		"--metrics-bind-address=127.0.0.1:18080", "--health-probe-bind-address=127.0.0.1:18081", "--v=2")
 	if err != nil {
 		return err
 	}
-	defer logFile.Close()
-	operator := exec.Command(filepath.Join(d.bin, "cita-node-operator"), "--kubeconfig="+opKubeconfig,
-		"--leader-elect-namespace=cita", "--job-image=ghcr.io/cita-cloud/cita-node-operator-job:demo",
-		"--metrics-bind-address=127.0.0.1:18080", "--health-probe-bind-address=127.0.0.1:18081", "--v=2")
-	operator.Stdout, operator.Stderr = logFile, logFile
-	operator.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	d.say("starting the operator as system:serviceaccount:cita:cita-node-operator (log: %s)", logPath)
-	if err := operator.Start(); err != nil {
-		return err
-	}
-	defer func() {
-		_ = operator.Process.Signal(syscall.SIGTERM)
-		_ = operator.Wait()
-	}()
+	d.say("starting the operator as system:serviceaccount:cita:cita-node-operator (log: %s)", operator.LogFile)
+	defer operator.Stop(30 * time.Second)
 
 	if err := d.nodes(); err != nil {
 		return err

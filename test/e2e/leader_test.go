@@ -45,10 +45,10 @@ func TestStandbyTakesOverAnInFlightOperation(t *testing.T) {
 	}
 	eventually(t, opTimeout, "a leader", func() (bool, string) { return holder() != "", "none" })
 	leader, other := env.operator, standby
-	if leaderPID() == standby.cmd.Process.Pid {
+	if leaderPID() == standby.proc.Pid() {
 		leader, other = standby, env.operator
 	}
-	if leaderPID() != leader.cmd.Process.Pid {
+	if leaderPID() != leader.proc.Pid() {
 		t.Fatalf("the Lease is held by %q, neither operator process", holder())
 	}
 
@@ -70,7 +70,7 @@ func TestStandbyTakesOverAnInFlightOperation(t *testing.T) {
 	if took > 30*time.Second {
 		t.Errorf("the standby finished %s after the leader died", took)
 	}
-	if holder() == "" || leaderPID() != other.cmd.Process.Pid {
+	if holder() == "" || leaderPID() != other.proc.Pid() {
 		t.Errorf("the Lease is held by %q, not the standby", holder())
 	}
 	if r := n.specReplicas(t); r != 1 {

@@ -3,11 +3,9 @@ package e2e
 import (
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"syscall"
 	"time"
+
+	"github.com/cita-cloud/cita-node-operator/test/localcluster"
 )
 
 // operator is the cita-node-operator binary running as its own process, as
@@ -18,9 +16,8 @@ type operator struct {
 	// first start and kept across restarts.
 	metricsAddr, healthAddr string
 	extraArgs               []string
-	cmd                     *exec.Cmd
+	proc                    *localcluster.Process
 	starts                  int
-	exited                  chan struct{}
 }
 
 // jobImage is what the operator's Jobs run; the runner executes
@@ -38,10 +35,6 @@ func (o *operator) start() error {
 			return err
 		}
 	}
-	logFile, err := os.Create(filepath.Join(o.logDir, fmt.Sprintf("operator-%d.log", o.starts)))
-	if err != nil {
-		return err
-	}
 	args := append([]string{
 		"--kubeconfig=" + o.kubeconfig,
 		"--leader-elect=true",
@@ -57,46 +50,31 @@ func (o *operator) start() error {
 		"--job-start-timeout=15s",
 		"--v=2",
 	}, o.extraArgs...)
-	o.cmd = exec.Command(o.bin, args...)
-	o.cmd.Stdout, o.cmd.Stderr = logFile, logFile
-	o.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := o.cmd.Start(); err != nil {
-		logFile.Close()
-		return err
-	}
-	o.exited = make(chan struct{})
-	go func() {
-		_ = o.cmd.Wait()
-		logFile.Close()
-		close(o.exited)
-	}()
-	return nil
+	var err error
+	o.proc, err = localcluster.StartProcess(fmt.Sprintf("operator-%d", o.starts), o.bin, o.logDir, nil, args...)
+	return err
 }
 
 // kill ends the process at once, as a node failure or OOM kill would.
 func (o *operator) kill() {
-	if o.cmd == nil || o.cmd.Process == nil {
+	if o.proc == nil {
 		return
 	}
-	_ = syscall.Kill(-o.cmd.Process.Pid, syscall.SIGKILL)
-	<-o.exited
-	o.cmd = nil
+	o.proc.Kill()
+	o.proc = nil
 }
 
 // stop asks for a graceful shutdown (SIGTERM) and waits for it.
 func (o *operator) stop() error {
-	if o.cmd == nil {
+	if o.proc == nil {
 		return nil
 	}
-	_ = o.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-o.exited:
-		o.cmd = nil
-		return nil
-	case <-time.After(30 * time.Second):
-		o.kill()
+	graceful := o.proc.Stop(30 * time.Second)
+	o.proc = nil
+	if !graceful {
 		return fmt.Errorf("operator did not stop within 30s of SIGTERM")
 	}
+	return nil
 }
 
 func (o *operator) restart() error {

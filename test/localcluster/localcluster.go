@@ -97,7 +97,7 @@ type Cluster struct {
 	bg          sync.WaitGroup
 
 	mu       sync.Mutex
-	procs    []*process
+	procs    []*Process
 	stopped  bool
 	stopErrs error
 }
@@ -230,7 +230,7 @@ func (c *Cluster) PIDs() []int {
 	defer c.mu.Unlock()
 	var pids []int
 	for _, p := range c.procs {
-		if done, _ := p.exited(); !done {
+		if done, _ := p.Exited(); !done {
 			pids = append(pids, p.cmd.Process.Pid)
 		}
 	}
@@ -253,7 +253,7 @@ func (c *Cluster) Stop() error {
 		c.cancel()
 	}
 	for i := len(procs) - 1; i >= 0; i-- {
-		procs[i].stop(10 * time.Second)
+		procs[i].Stop(10 * time.Second)
 	}
 	c.bg.Wait()
 	var errs error
@@ -552,14 +552,14 @@ func isNodeReady(node *corev1.Node) bool {
 
 // run starts a component and records it for Stop.
 func (c *Cluster) run(name, binary string, env []string, args ...string) error {
-	p, err := startProcess(name, binary, c.LogDir, env, args...)
+	p, err := StartProcess(name, binary, c.LogDir, env, args...)
 	if err != nil {
 		return err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stopped {
-		p.stop(time.Second)
+		p.Stop(time.Second)
 		return errors.New("cluster stopped")
 	}
 	c.procs = append(c.procs, p)
@@ -585,8 +585,8 @@ func (c *Cluster) checkProcesses() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, p := range c.procs {
-		if done, err := p.exited(); done {
-			return fmt.Errorf("%s died (%v); end of %s:\n%s", p.name, err, p.logFile, tail(p.logFile, 30))
+		if done, err := p.Exited(); done {
+			return fmt.Errorf("%s died (%v); end of %s:\n%s", p.Name, err, p.LogFile, tail(p.LogFile, 30))
 		}
 	}
 	return nil
