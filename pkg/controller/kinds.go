@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"reflect"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,6 +33,7 @@ func newKind[T object](name, jobSuffix string, informer cache.SharedIndexInforme
 			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: name},
 		),
 	}
+	_, k.writesNodeRoot = toOperation(reflect.New(reflect.TypeFor[T]().Elem()).Interface().(T)).work.(nodeRootWriter)
 	k.view = func(obj any) *operation {
 		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = t.Obj

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -351,4 +352,19 @@ func TestRecreatedNamesakeDoesNotInheritTheLock(t *testing.T) {
 	}
 	assertStartedWith(t, f, d, 1)
 	_ = jobargs.OpFallback
+}
+
+// TestKindsThatWriteTheNodeRoot: what the orphan handling knows of each
+// kind without a CR is what its work says (nodeRootWriter).
+func TestKindsThatWriteTheNodeRoot(t *testing.T) {
+	f := newFixture(t)
+	var got []string
+	for _, k := range f.c.kinds {
+		if k.writesNodeRoot {
+			got = append(got, k.name)
+		}
+	}
+	if diff := cmp.Diff([]string{"BlockHeightFallback", "Restore"}, got); diff != "" {
+		t.Errorf("kinds that rewrite the node root (-want +got):\n%s", diff)
+	}
 }

@@ -79,8 +79,11 @@ type runner interface {
 type kind struct {
 	name      string
 	jobSuffix string
-	queue     workqueue.TypedRateLimitingInterface[cache.ObjectName]
-	informer  cache.SharedIndexInformer
+	// writesNodeRoot: the kind's Job rewrites the node root in place (its
+	// work is a nodeRootWriter); known without a CR, for an orphan's node.
+	writesNodeRoot bool
+	queue          workqueue.TypedRateLimitingInterface[cache.ObjectName]
+	informer       cache.SharedIndexInformer
 	// view wraps a cached CR (or a deletion tombstone of one) without
 	// copying it: for reading only. nil if obj is not of this kind.
 	view func(obj any) *operation

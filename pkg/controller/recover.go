@@ -135,10 +135,6 @@ func addToOutcome(op *operation, note string) bool {
 	return true
 }
 
-// writesNodeRootKinds are the kinds whose Job rewrites the node root in
-// place (their work implements nodeRootWriter).
-var writesNodeRootKinds = map[string]bool{"BlockHeightFallback": true, "Restore": true}
-
 // orphanRecoveryPoll is how often an orphan's recovery Job is looked at: it
 // belongs to the workload, whose events do not wake the orphan's key.
 const orphanRecoveryPoll = 2 * time.Second
@@ -153,7 +149,8 @@ const orphanRecoveryPoll = 2 * time.Second
 // positive duration: the Job runs, look again then.
 func (c *Controller) recoverOrphan(ctx context.Context, namespace string, h nodeops.Holder, w *nodeops.Workload) (time.Duration, error) {
 	target, recorded := nodeops.RecordedNode(w)
-	if _, stopped := nodeops.StoppedReplicas(w); !stopped || w.Replicas != 0 || !writesNodeRootKinds[h.Kind] || !recorded {
+	k := c.kindByName[h.Kind]
+	if _, stopped := nodeops.StoppedReplicas(w); !stopped || w.Replicas != 0 || k == nil || !k.writesNodeRoot || !recorded {
 		return 0, nil
 	}
 	obj, ok := w.Object.(runtime.Object)
