@@ -280,7 +280,7 @@ var podCannotStart = map[string]bool{
 // checkJobStart fails the operation when the Job's pod has been unable to
 // start for JobStartTimeout, so a bad image never keeps a node down.
 func (c *Controller) checkJobStart(op *operation, job *batchv1.Job) time.Duration {
-	why, after := c.jobCannotStart(op, job)
+	why, after := c.jobCannotStart(job)
 	if why != "" && after == 0 {
 		c.fail(op, ReasonJobCannotRun, "Job %s could not start within %s: %s", job.Name, c.cfg.JobStartTimeout, why)
 	}
@@ -292,10 +292,10 @@ func (c *Controller) checkJobStart(op *operation, job *batchv1.Job) time.Duratio
 // has not started in that time counts, whatever holds it (an image that
 // cannot be pulled, no machine to schedule it on, a volume that will not
 // mount, no pod created at all): the node is down meanwhile.
-func (c *Controller) jobCannotStart(op *operation, job *batchv1.Job) (string, time.Duration) {
+func (c *Controller) jobCannotStart(job *batchv1.Job) (string, time.Duration) {
 	var why, pending string
 	pods := 0
-	for _, p := range c.jobPods(string(op.obj.GetUID())) {
+	for _, p := range c.jobPods(job.Labels[nodeops.LabelOperationUID]) {
 		if ref := metav1.GetControllerOf(p); ref == nil || ref.Name != job.Name {
 			continue
 		}

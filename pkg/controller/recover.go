@@ -7,7 +7,6 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -96,7 +95,7 @@ func (c *Controller) recoverNodeRoot(ctx context.Context, op *operation) (time.D
 		return 0, nil
 	}
 	if !jobFinished(job) {
-		why, after := c.jobCannotStart(op, job)
+		why, after := c.jobCannotStart(job)
 		if why == "" || after > 0 {
 			return max(after, 2*time.Second), nil
 		}
@@ -186,10 +185,11 @@ func (c *Controller) recoverOrphan(ctx context.Context, namespace string, h node
 		return 0, err
 	}
 	if !jobFinished(job) {
-		if c.clock.Since(job.CreationTimestamp.Time) < c.cfg.JobStartTimeout || c.jobPodStarted(job) {
-			return orphanRecoveryPoll, nil
+		why, after := c.jobCannotStart(job)
+		if why == "" || after > 0 {
+			return orphanRecoveryPoll, nil // no event of its Job wakes the orphan
 		}
-		c.recorder.Eventf(obj, eventWarning, "RecoveryFailed", "recovery Job %s did not start within %s; starting the node anyway", name, c.cfg.JobStartTimeout)
+		c.recorder.Eventf(obj, eventWarning, "RecoveryFailed", "recovery Job %s could not start: %s; starting the node anyway", name, why)
 		return 0, c.deleteJob(ctx, namespace, job.Name, job.UID)
 	}
 	if jobCondition(job, "Complete") != nil {
@@ -198,25 +198,4 @@ func (c *Controller) recoverOrphan(ctx context.Context, namespace string, h node
 		c.recorder.Eventf(obj, eventWarning, "RecoveryFailed", "recovery Job %s failed: the node's data may be inconsistent; starting the node anyway", name)
 	}
 	return 0, nil
-}
-
-// activeJobPodsOf are the unfinished pods of one Job.
-func (c *Controller) activeJobPodsOf(job *batchv1.Job) []*corev1.Pod {
-	var out []*corev1.Pod
-	for _, p := range c.activeJobPods(job.Labels[nodeops.LabelOperationUID]) {
-		if ref := metav1.GetControllerOf(p); ref != nil && ref.UID == job.UID {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// jobPodStarted: a pod of the Job runs or ran.
-func (c *Controller) jobPodStarted(job *batchv1.Job) bool {
-	for _, p := range c.activeJobPodsOf(job) {
-		if p.Status.Phase == corev1.PodRunning {
-			return true
-		}
-	}
-	return false
 }
