@@ -96,7 +96,10 @@ func TestDeletedMidOperation(t *testing.T) {
 // finalizer removed by hand, then deleted) while its Job rewrites the node's
 // data leaves a stopped node that only the operator's orphan handling
 // starts: the Job is stopped, a recovery Job owned by the node's StatefulSet
-// checks the node root, then the node starts at its replicas.
+// checks the node root, then the node starts at its replicas. It is done
+// while the operator is down: a running operator puts its finalizer back
+// as soon as it sees it gone and then handles the deletion itself
+// (TestDeletedMidOperation).
 func TestFinalizerRemovedByHandMidOperation(t *testing.T) {
 	need(t)
 	ns := namespace(t, "e2e-orphan")
@@ -116,11 +119,15 @@ func TestFinalizerRemovedByHandMidOperation(t *testing.T) {
 		}
 		return false, "no running job pod"
 	})
+	env.operator.kill()
 	c := env.cita.CitacloudV1().BlockHeightFallbacks(ns)
 	if _, err := c.Patch(env.ctx, "forced", types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Delete(env.ctx, "forced", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.operator.start(); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, opTimeout, "the node started and released", func() (bool, string) {
