@@ -110,6 +110,12 @@ func (c *Controller) jobImage(op *operation) string {
 	return image
 }
 
+// refused: the apiserver turned a create down for good (admission, quota,
+// an invalid object); retrying it would keep a stopped node down forever.
+func refused(err error) bool {
+	return apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)
+}
+
 func (c *Controller) createJob(ctx context.Context, op *operation, nodes []*nodeops.Node) (time.Duration, error) {
 	after, err := c.buildAndCreateJob(ctx, op, nodes)
 	if err == nil {
@@ -123,7 +129,7 @@ func (c *Controller) createJob(ctx context.Context, op *operation, nodes []*node
 	case errors.As(err, &invalid):
 		c.fail(op, ReasonInvalid, "%s", invalid.Reason)
 		return 0, nil
-	case apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err):
+	case refused(err):
 		c.fail(op, ReasonJobCannotRun, "cannot create what the Job needs: %v", err)
 		return 0, nil
 	}

@@ -81,7 +81,10 @@ func (c *Controller) recoverNodeRoot(ctx context.Context, op *operation) (time.D
 			Node: nodes[0], Machine: machine,
 			ActiveDeadlineSeconds: int64(c.cfg.JobActiveDeadline / time.Second),
 		})
-		if _, err := c.kube.BatchV1().Jobs(job.Namespace).Create(ctx, job, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		if _, err := c.kube.BatchV1().Jobs(job.Namespace).Create(ctx, job, metav1.CreateOptions{}); refused(err) {
+			c.event(op, eventWarning, "RecoveryImpossible", "recovery Job %s refused (%v): starting the node without checking its node root", name, err)
+			return 0, nil
+		} else if err != nil && !apierrors.IsAlreadyExists(err) {
 			return 0, err
 		}
 		op.setStep(citav1.StepStarting, "checking the node root with Job %s before starting the node", name)
@@ -175,7 +178,10 @@ func (c *Controller) recoverOrphan(ctx context.Context, namespace string, h node
 		})
 		// Nothing waits for its result once the node is started: it may go.
 		job.Spec.TTLSecondsAfterFinished = ptr.To[int32](600)
-		if _, err := c.kube.BatchV1().Jobs(namespace).Create(ctx, job, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		if _, err := c.kube.BatchV1().Jobs(namespace).Create(ctx, job, metav1.CreateOptions{}); refused(err) {
+			c.recorder.Eventf(obj, eventWarning, "RecoveryImpossible", "%s held by %s, which is gone: recovery Job %s refused (%v); starting the node without checking its node root", w.Key(), h, name, err)
+			return 0, nil
+		} else if err != nil && !apierrors.IsAlreadyExists(err) {
 			return 0, err
 		}
 		c.recorder.Eventf(obj, eventNormal, "RecoveryJobCreated", "%s was stopped by %s, which is gone: Job %s puts back what its Job may have left before the node starts", w.Key(), h, name)

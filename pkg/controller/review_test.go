@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -258,5 +259,44 @@ func TestDirectKilledJobIsRecovered(t *testing.T) {
 	}
 	if !f.jobExists("fb-recover") {
 		t.Fatal("no recovery Job for a killed Direct fallback")
+	}
+}
+
+// refuseRecoveryJobs makes the apiserver refuse every recovery Job for good,
+// as an admission policy or an exhausted quota would.
+func refuseRecoveryJobs(f *fixture) {
+	f.kube.PrependReactor("create", "jobs", func(a core.Action) (bool, runtime.Object, error) {
+		job := a.(core.CreateAction).GetObject().(*batchv1.Job)
+		if !strings.Contains(job.Name, "recover") {
+			return false, nil, nil
+		}
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "batch", Resource: "jobs"}, job.Name, errors.New("exceeded quota: jobs"))
+	})
+}
+
+// A recovery Job the apiserver refuses for good does not keep the node
+// down: it is started, with a Warning saying its node root went unchecked.
+func TestRefusedRecoveryJobDoesNotKeepTheNodeDown(t *testing.T) {
+	d := deployments()[0]
+	cr := fallbackOn(d)
+	f := newFixture(t, append([]runtime.Object{cr}, d.objects...)...)
+	runUntilJob(t, f, d)
+	refuseRecoveryJobs(f)
+	f.finishJob("fb-fallback", false, nil) // killed: no termination message
+	runToEnd(t, f, "BlockHeightFallback", "fb", cr)
+	assertStartedWith(t, f, d, 1)
+	if events := strings.Join(f.events(), "\n"); !strings.Contains(events, "Warning RecoveryImpossible") {
+		t.Errorf("events %s, want RecoveryImpossible", events)
+	}
+}
+
+// The same for an orphaned node's recovery Job.
+func TestRefusedOrphanRecoveryJobDoesNotKeepTheNodeDown(t *testing.T) {
+	f, d, _ := stoppedThenOrphaned(t)
+	refuseRecoveryJobs(f)
+	f.mustSync("BlockHeightFallback", "gone")
+	assertStartedWith(t, f, d, 1)
+	if events := strings.Join(f.events(), "\n"); !strings.Contains(events, "Warning RecoveryImpossible") {
+		t.Errorf("events %s, want RecoveryImpossible", events)
 	}
 }
