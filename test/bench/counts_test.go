@@ -3,6 +3,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -42,5 +43,40 @@ func TestParseRequestCounts(t *testing.T) {
 	sum := got.add(got)
 	if d := sum.sub(got); !cmp.Equal(d.byKey, got.byKey) || !cmp.Equal(d.conflicts, got.conflicts) {
 		t.Errorf("(a+a)-a = %v, want %v", d.byKey, got.byKey)
+	}
+}
+
+// TestParseAPILoad: the apiserver's request and watch counters, summed
+// over the labels the report does not split by; since keeps what grew.
+func TestParseAPILoad(t *testing.T) {
+	scrape := `# HELP apiserver_request_total Counter of apiserver requests
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="apps",resource="statefulsets",scope="resource",subresource="",verb="PATCH",version="v1"} 7
+apiserver_request_total{code="409",component="apiserver",dry_run="",group="apps",resource="statefulsets",scope="resource",subresource="",verb="PATCH",version="v1"} 2
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="citacloud.rivtower.com",resource="blockheightfallbacks",scope="resource",subresource="status",verb="UPDATE",version="v1"} 3
+apiserver_watch_events_total{group="",resource="pods",version="v1"} 11
+apiserver_watch_events_total{group="batch",resource="jobs",version="v1"} 5
+apiserver_watch_events_sizes_sum{group="",resource="pods",version="v1"} 1000
+apiserver_watch_events_sizes_sum{group="batch",resource="jobs",version="v1"} 24
+`
+	m, err := parseMetrics(strings.NewReader(scrape))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := parseAPILoad(m)
+	want := apiLoad{
+		requests:    map[string]float64{"PATCH statefulsets": 9, "UPDATE blockheightfallbacks/status": 3},
+		watchEvents: map[string]float64{"pods": 11, "jobs.batch": 5},
+		watchBytes:  1024,
+	}
+	if diff := cmp.Diff(want, before, cmp.AllowUnexported(apiLoad{})); diff != "" {
+		t.Errorf("parsed (-want +got):\n%s", diff)
+	}
+	later := parseAPILoad(map[string]float64{
+		`apiserver_request_total{resource="statefulsets",subresource="",verb="PATCH"}`: 12,
+		`apiserver_watch_events_total{group="",resource="pods"}`:                       11,
+	})
+	d := later.since(before)
+	if diff := cmp.Diff(apiLoad{requests: map[string]float64{"PATCH statefulsets": 3}, watchEvents: map[string]float64{}, watchBytes: -1024}, d, cmp.AllowUnexported(apiLoad{})); diff != "" {
+		t.Errorf("since (-want +got):\n%s", diff)
 	}
 }

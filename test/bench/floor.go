@@ -33,7 +33,7 @@ func (e *env) runFloor(ctx context.Context, nodes []string) (*phaseResult, error
 	defaults := controller.DefaultConfig()
 	var wg sync.WaitGroup
 	errs := make([]error, len(nodes))
-	cpu0 := e.cpuNow()
+	api0, cpu0 := e.apiLoadNow(ctx), e.cpuNow()
 	start := time.Now()
 	for i, name := range nodes {
 		wg.Add(1)
@@ -47,6 +47,7 @@ func (e *env) runFloor(ctx context.Context, nodes []string) (*phaseResult, error
 	wg.Wait()
 	res.wall = time.Since(start)
 	res.cpu = e.cpuNow().since(cpu0)
+	res.api = e.apiLoadNow(ctx).since(api0)
 	for i, err := range errs {
 		if err != nil {
 			res.failed++

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -42,8 +43,11 @@ type operator struct {
 	phasePeak  int64 // VmRSS peak since the last phase mark, bytes
 	lastCPU    float64
 	lastCounts requestCounts
-	// earlier: the requests of the operator processes stopped before.
+	// earlier: the requests, CPU seconds and VmHWM of the operator
+	// processes stopped before.
 	earlier    requestCounts
+	earlierCPU float64
+	earlierHWM int64
 	phaseStart time.Time
 	runs       []phaseStats
 }
@@ -159,6 +163,9 @@ func (o *operator) stop() error {
 	}
 	close(o.stopSampling)
 	o.earlier = o.earlier.add(o.requests())
+	cpu, _ := procCPU(o.proc.Pid())
+	_, hwm, _ := procMem(o.proc.Pid())
+	o.earlierCPU, o.earlierHWM = o.earlierCPU+cpu, max(o.earlierHWM, hwm)
 	o.proc.Stop(30 * time.Second)
 	o.proc = nil
 	return nil
@@ -210,7 +217,7 @@ func (o *operator) totals() phaseStats {
 	for _, r := range o.runs {
 		peak = max(peak, r.peakRSS)
 	}
-	return phaseStats{name: "total", cpu: cpu, hwm: hwm, peakRSS: peak, requests: o.earlier.add(o.requests())}
+	return phaseStats{name: "total", cpu: o.earlierCPU + cpu, hwm: max(o.earlierHWM, hwm), peakRSS: peak, requests: o.earlier.add(o.requests())}
 }
 
 // requests is what the running operator has counted so far.
@@ -272,8 +279,13 @@ func (o *operator) metrics() (map[string]float64, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
+	return parseMetrics(resp.Body)
+}
+
+// parseMetrics reads Prometheus' text format into name{labels} → value.
+func parseMetrics(r io.Reader) (map[string]float64, error) {
 	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()

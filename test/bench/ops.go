@@ -128,8 +128,9 @@ type phaseResult struct {
 	firstErr  string
 	operator  *phaseStats
 	// cpu: the machine during the timed window (first request to last
-	// finish).
+	// finish); api: what the apiserver served in it.
 	cpu cpuUse
+	api apiLoad
 }
 
 // applyAndWait creates every CR at once (bounded parallelism), waits until
@@ -142,7 +143,7 @@ func (e *env) applyAndWait(ctx context.Context, name string, specs []operationSp
 	for i := range idx {
 		idx[i] = i
 	}
-	cpu0 := e.cpuNow()
+	api0, cpu0 := e.apiLoadNow(ctx), e.cpuNow()
 	start := time.Now()
 	if err := forEach(ctx, idx, 64, func(ctx context.Context, i int) error {
 		if err := specs[i].create(ctx); err != nil {
@@ -180,6 +181,7 @@ func (e *env) applyAndWait(ctx context.Context, name string, specs []operationSp
 	}
 	res.wall = last.Sub(start)
 	res.cpu = e.cpuNow().since(cpu0)
+	res.api = e.apiLoadNow(ctx).since(api0)
 	logf("  all %d finished in %s (%d failed%s)", len(specs), res.wall.Round(time.Millisecond), res.failed, firstErr(res.firstErr))
 	// The writes after the outcome (Job TTL, finalizer removal) belong to
 	// the operation too: wait for them before counting.

@@ -150,6 +150,58 @@ func (r *report) markdown(c *config) string {
 		p("\n\n")
 	}
 
+	var apiCols []*phaseResult
+	for _, res := range cols {
+		if len(res.api.requests) > 0 {
+			apiCols = append(apiCols, res)
+		}
+	}
+	if len(apiCols) > 0 {
+		p("#### What the kube-apiserver served during the timed windows, all clients, per operation\n\n")
+		p("From its own metrics (`apiserver_request_total`, `apiserver_watch_events_total`): the requests of the operator or the floor's client, the bench's CR creates, and what the rest of the control plane, kwok and the job runner did because of them.\n\n")
+		table := func(what string, get func(*phaseResult) map[string]float64) {
+			p("| %s |", what)
+			for _, res := range apiCols {
+				p(" %s |", res.name)
+			}
+			p("\n|---|")
+			for range apiCols {
+				p("---:|")
+			}
+			p("\n")
+			var maps []map[string]float64
+			for _, res := range apiCols {
+				maps = append(maps, get(res))
+			}
+			sums := make([]float64, len(apiCols))
+			for _, k := range apiLoadRows(maps...) {
+				var cells []string
+				show := false
+				for i, res := range apiCols {
+					v := get(res)[k] / float64(len(res.latencies))
+					sums[i] += v
+					show = show || v >= 0.05
+					cells = append(cells, fmt.Sprintf(" %.2f |", v))
+				}
+				if show {
+					p("| %s |%s\n", k, strings.Join(cells, ""))
+				}
+			}
+			p("| **all** |")
+			for _, v := range sums {
+				p(" **%.2f** |", v)
+			}
+			p("\n\n")
+		}
+		table("request (verb resource)", func(r *phaseResult) map[string]float64 { return r.api.requests })
+		table("watch events sent (resource)", func(r *phaseResult) map[string]float64 { return r.api.watchEvents })
+		p("Watch event bytes sent per operation:")
+		for _, res := range apiCols {
+			p(" %s %.1f KiB;", res.name, res.api.watchBytes/1024/float64(len(res.latencies)))
+		}
+		p(" rows under 0.05 per operation in every column are left out of the tables, not out of the totals.\n\n")
+	}
+
 	p("### Targets (issue 7)\n\n| target | measured | |\n|---|---:|---|\n")
 	if ratio > 0 {
 		p("| operator / floor wall ≤ %.1f at N = %d | %.2f (rounds: %s; p50 ratio %.2f) | %s |\n", targetRatio, r.n, ratio, strings.Join(rounds, ", "), p50ratio, verdict(ratio <= targetRatio))
@@ -235,7 +287,7 @@ func (r *report) markdown(c *config) string {
 		sort.Strings(kinds)
 		p("CRs: %s.\n\n", strings.Join(kinds, ", "))
 	}
-	p("Operator process in all (before the memory restart): CPU %.1f s, VmHWM %s.\n\n", r.opTotals.cpu, mib(r.opTotals.hwm))
+	p("Operator processes in all (one per round: each floor runs without the operator; before the memory restart): CPU %.1f s, highest VmHWM %s.\n\n", r.opTotals.cpu, mib(r.opTotals.hwm))
 	for _, prof := range []string{r.allocs, r.heapRun, r.heapStored} {
 		if prof != "" {
 			p("%s\n\n", prof)
