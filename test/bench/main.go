@@ -208,6 +208,14 @@ func run(ctx context.Context, c *config) (*report, error) {
 // Each run's Jobs are deleted after it, and the round's CRs before the next.
 func (e *env) runRound(ctx context.Context, c *config, rep *report, round int) (floor, fallback *phaseResult, err error) {
 	profile := round == 1
+	// The floor is the work without the operator: an operator left running
+	// would watch the floor's pods, StatefulSets and Jobs and make the
+	// apiserver send it every event, work on the floor's side of the ratio.
+	if e.op != nil {
+		if err := e.op.stop(); err != nil {
+			return nil, nil, err
+		}
+	}
 	logf("round %d/%d: floor, %d nodes in parallel", round, c.rounds, c.n)
 	profDone := func() {}
 	if profile {
@@ -222,11 +230,17 @@ func (e *env) runRound(ctx context.Context, c *config, rep *report, round int) (
 		return floor, nil, err
 	}
 
-	if e.op == nil {
+	switch {
+	case e.op == nil:
 		if err := e.startOperator(ctx, c); err != nil {
 			return floor, nil, err
 		}
 		rep.startup = e.op.phase("startup")
+	default:
+		if err := e.op.start(ctx); err != nil {
+			return floor, nil, err
+		}
+		e.op.phase(fmt.Sprintf("startup before round %d", round))
 	}
 	if profile && c.perf {
 		if err := e.op.startPerf(); err != nil {
