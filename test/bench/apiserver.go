@@ -5,8 +5,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net/http"
 	"sort"
 	"strings"
+	"time"
+
+	"k8s.io/client-go/rest"
 )
 
 // apiLoad is what the kube-apiserver served, all clients together (the
@@ -14,10 +19,15 @@ import (
 // runner), from its own metrics: requests by verb and resource, and watch
 // events sent by resource. Read at the timed windows' edges, it shows where
 // the operator's run costs the apiserver more than the floor's.
+//
+// queueAdds is the other side: items added to kube-controller-manager's
+// work queues, by controller (from its metrics), how often each controller
+// was asked to look at something.
 type apiLoad struct {
 	requests    map[string]float64 // "VERB resource[/subresource]"
 	watchEvents map[string]float64 // "resource[.group]"
 	watchBytes  float64
+	queueAdds   map[string]float64 // work queue name
 }
 
 // apiLoadNow scrapes the apiserver's /metrics; an error leaves the load
@@ -32,7 +42,46 @@ func (e *env) apiLoadNow(ctx context.Context) apiLoad {
 	if err != nil {
 		logf("apiserver metrics: %v", err)
 	}
-	return parseAPILoad(m)
+	l := parseAPILoad(m)
+	if km, err := e.controllerManagerMetrics(); err != nil {
+		logf("kube-controller-manager metrics: %v", err)
+	} else {
+		l.queueAdds = parseQueueAdds(km)
+	}
+	return l
+}
+
+// controllerManagerMetrics scrapes kube-controller-manager's /metrics as
+// the admin (its serving certificate is self-signed).
+func (e *env) controllerManagerMetrics() (map[string]float64, error) {
+	cfg := rest.CopyConfig(e.restCfg)
+	cfg.Host = e.cluster.ControllerManager
+	cfg.TLSClientConfig.Insecure, cfg.TLSClientConfig.CAData, cfg.TLSClientConfig.CAFile = true, nil, ""
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	hc.Timeout = 10 * time.Second
+	resp, err := hc.Get(cfg.Host + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	return parseMetrics(resp.Body)
+}
+
+// parseQueueAdds: workqueue_adds_total by queue name.
+func parseQueueAdds(m map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for series, v := range m {
+		if labels, ok := strings.CutPrefix(series, "workqueue_adds_total{"); ok {
+			out[parseLabels(strings.TrimSuffix(labels, "}"))["name"]] += v
+		}
+	}
+	return out
 }
 
 // parseAPILoad picks the apiserver's request and watch counters out of a
@@ -72,6 +121,14 @@ func (l apiLoad) since(earlier apiLoad) apiLoad {
 	for k, v := range l.watchEvents {
 		if v -= earlier.watchEvents[k]; v > 0 {
 			d.watchEvents[k] = v
+		}
+	}
+	if l.queueAdds != nil {
+		d.queueAdds = map[string]float64{}
+		for k, v := range l.queueAdds {
+			if v -= earlier.queueAdds[k]; v > 0 {
+				d.queueAdds[k] = v
+			}
 		}
 	}
 	return d

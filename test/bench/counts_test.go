@@ -80,3 +80,16 @@ apiserver_watch_events_sizes_sum{group="batch",resource="jobs",version="v1"} 24
 		t.Errorf("since (-want +got):\n%s", diff)
 	}
 }
+
+// TestParseQueueAdds: kube-controller-manager's work queue adds by queue.
+func TestParseQueueAdds(t *testing.T) {
+	got := parseQueueAdds(map[string]float64{
+		`workqueue_adds_total{name="statefulset"}`:            4,
+		`workqueue_adds_total{name="job"}`:                    2,
+		`workqueue_depth{name="job"}`:                         9,
+		`apiserver_request_total{resource="pods",verb="GET"}`: 1,
+	})
+	if diff := cmp.Diff(map[string]float64{"statefulset": 4, "job": 2}, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}

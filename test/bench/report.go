@@ -195,6 +195,7 @@ func (r *report) markdown(c *config) string {
 		}
 		table("request (verb resource)", func(r *phaseResult) map[string]float64 { return r.api.requests })
 		table("watch events sent (resource)", func(r *phaseResult) map[string]float64 { return r.api.watchEvents })
+		table("kube-controller-manager work queue adds (controller)", func(r *phaseResult) map[string]float64 { return r.api.queueAdds })
 		p("Watch event bytes sent per operation:")
 		for _, res := range apiCols {
 			p(" %s %.1f KiB;", res.name, res.api.watchBytes/1024/float64(len(res.latencies)))

@@ -85,8 +85,10 @@ type Cluster struct {
 	// WorkDir, LogDir (one <component>.log each) and VolumesDir (the host
 	// directories of provisioned volumes, <namespace>/<pvc>-<uid>).
 	WorkDir, LogDir, VolumesDir string
-	// Server is the apiserver's URL.
-	Server string
+	// Server is the apiserver's URL; ControllerManager and Scheduler the
+	// secure ports of the other two (self-signed serving certificates; the
+	// admin credentials are accepted, e.g. for /metrics).
+	Server, ControllerManager, Scheduler string
 	// NodeNames are all nodes created, kwok-simulated ones first.
 	NodeNames []string
 
@@ -277,6 +279,8 @@ func (c *Cluster) startComponents(ctx context.Context) error {
 	}
 	etcdPort, etcdPeerPort, apiPort, kcmPort, schedPort := ports[0], ports[1], ports[2], ports[3], ports[4]
 	c.Server = "https://127.0.0.1:" + strconv.Itoa(apiPort)
+	c.ControllerManager = "https://127.0.0.1:" + strconv.Itoa(kcmPort)
+	c.Scheduler = "https://127.0.0.1:" + strconv.Itoa(schedPort)
 
 	serving, err := certs.serving("kube-apiserver",
 		[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
@@ -456,10 +460,10 @@ leaderElection:
 	}
 
 	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: insecureTLS()}, Timeout: 2 * time.Second}
-	if err := c.waitHTTP(ctx, "kube-controller-manager", "https://127.0.0.1:"+strconv.Itoa(kcmPort)+"/healthz", insecure); err != nil {
+	if err := c.waitHTTP(ctx, "kube-controller-manager", c.ControllerManager+"/healthz", insecure); err != nil {
 		return err
 	}
-	return c.waitHTTP(ctx, "kube-scheduler", "https://127.0.0.1:"+strconv.Itoa(schedPort)+"/healthz", insecure)
+	return c.waitHTTP(ctx, "kube-scheduler", c.Scheduler+"/healthz", insecure)
 }
 
 // RunnerNodeTaint keeps the scheduler from placing pods on the
