@@ -1,6 +1,7 @@
 package nodeops
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -81,5 +82,59 @@ func TestIndexedPodListerMatchesPlainLister(t *testing.T) {
 	got, _ := indexed.Pods("ns1").List(labels.SelectorFromSet(labels.Set{"app": "node0"}))
 	if diff := cmp.Diff([]string{"ns1/a3"}, names(got)); diff != "" {
 		t.Errorf("after the update, app=node0 in ns1 (-want +got):\n%s", diff)
+	}
+}
+
+// chainOfPods indexes n pods of one chain, one node each, as a chain's
+// StatefulSets make them: labels chain=c and node=node-<i>.
+func chainOfPods(tb testing.TB, n int) cache.Indexer {
+	tb.Helper()
+	indexer := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{PodsByLabel: IndexPodLabels})
+	for i := range n {
+		node := fmt.Sprintf("node-%04d", i)
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: node + "-0",
+			Labels: map[string]string{"chain": "c", "node": node}}}
+		if err := indexer.Add(p); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return indexer
+}
+
+// TestIndexedPodListerReadsTheNodesEntry: a node's selector names its chain
+// (sorted first, every pod of the chain) and its node; the lister reads the
+// node's entry, not the chain's, and goes on doing so.
+func TestIndexedPodListerReadsTheNodesEntry(t *testing.T) {
+	l := NewIndexedPodLister(chainOfPods(t, 50)).(*indexedPodLister)
+	sel := labels.SelectorFromSet(labels.Set{"chain": "c", "node": "node-0007"})
+	for range 3 {
+		got, err := l.Pods("ns").List(sel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].Name != "node-0007-0" {
+			t.Fatalf("List(%s) = %v, want node-0007-0 alone", sel, got)
+		}
+		if key := l.chosen["ns/"+sel.String()]; key != "node" {
+			t.Errorf("label read from the index: %q, want node", key)
+		}
+	}
+	// A chain-wide selector alone has one label to read.
+	all, err := l.Pods("ns").List(labels.SelectorFromSet(labels.Set{"chain": "c"}))
+	if err != nil || len(all) != 50 {
+		t.Errorf("chain=c: %d pods, %v; want 50", len(all), err)
+	}
+}
+
+// BenchmarkIndexedPodListNode: finding one node's pods among 500 nodes of
+// a chain (every sync of every operation does it).
+func BenchmarkIndexedPodListNode(b *testing.B) {
+	l := NewIndexedPodLister(chainOfPods(b, 500))
+	sel := labels.SelectorFromSet(labels.Set{"chain": "c", "node": "node-0250"})
+	b.ReportAllocs()
+	for b.Loop() {
+		if pods, err := l.Pods("ns").List(sel); err != nil || len(pods) != 1 {
+			b.Fatal(len(pods), err)
+		}
 	}
 }
