@@ -203,7 +203,8 @@ func (e *env) startInformers(ctx context.Context) error {
 		},
 	}
 	e.jobs = jobs.Informer().GetIndexer()
-	// Every change of a pod wakes whoever waits on its node; of a Job, on it.
+	// Every change of a pod wakes whoever waits on its node; of a Job or its
+	// pod, on the Job.
 	nodeKey := func(obj any) string {
 		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = tomb.Obj
@@ -214,6 +215,10 @@ func (e *env) startInformers(ctx context.Context) error {
 		}
 		if n := m.GetLabels()["app.kubernetes.io/chain-node"]; n != "" {
 			return "pod/" + n
+		}
+		// A Job's pod wakes whoever waits on the Job (for its result).
+		if j := m.GetLabels()["job-name"]; j != "" {
+			return "job/" + j
 		}
 		return ""
 	}

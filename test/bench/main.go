@@ -40,6 +40,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 type config struct {
@@ -60,6 +62,7 @@ type config struct {
 	apiProfile  string
 	jobTTL      int32
 	rounds      int
+	contract    bool
 }
 
 type stringList []string
@@ -88,6 +91,7 @@ func main() {
 		return err
 	})
 	flag.IntVar(&c.rounds, "rounds", 2, "rounds of floor then operator BlockHeightFallbacks on the same nodes; the ratio is over all rounds (one run on a busy machine moves by ±5 %)")
+	flag.BoolVar(&c.contract, "contract", true, "in each round, between the floor and the operator, the contract floor: the operator's requests sent by a direct client, without the operator")
 	flag.StringVar(&c.apiProfile, "apiserver-profile", "", "write CPU profiles of the kube-apiserver (go tool pprof) of the first 30 s of the floor and of the BlockHeightFallback run to this directory")
 	flag.BoolVar(&c.verbose, "v", false, "log the control plane's and the runner's progress")
 	flag.Parse()
@@ -175,6 +179,9 @@ func run(ctx context.Context, c *config) (*report, error) {
 		}
 	}
 	rep.floor, rep.fallback = rep.floors[0], rep.fallbacks[0]
+	if len(rep.contracts) > 0 {
+		rep.contract = rep.contracts[0]
+	}
 
 	if c.mixedUnits > 0 {
 		if err := e.waitNodesRunning(ctx, e.nodes); err != nil {
@@ -228,6 +235,25 @@ func (e *env) runRound(ctx context.Context, c *config, rep *report, round int) (
 	}
 	if err := e.cleanJobs(ctx, "floor"); err != nil {
 		return floor, nil, err
+	}
+	if c.contract {
+		logf("round %d/%d: contract floor, %d nodes in parallel", round, c.rounds, c.n)
+		ct, err := e.runContract(ctx, e.nodes, round)
+		if ct != nil {
+			rep.contracts = append(rep.contracts, ct)
+		}
+		if err != nil {
+			return floor, nil, fmt.Errorf("contract floor: %w", err)
+		}
+		if err := e.cleanJobs(ctx, "contract floor"); err != nil {
+			return floor, nil, err
+		}
+		crs := e.cita.CitacloudV1().BlockHeightFallbacks(benchNS)
+		if err := forEach(ctx, ct.names, e.cfg.parallel, func(ctx context.Context, name string) error {
+			return crs.Delete(ctx, name, metav1.DeleteOptions{})
+		}); err != nil {
+			return floor, nil, err
+		}
 	}
 
 	switch {

@@ -27,6 +27,8 @@ type report struct {
 	floor              *phaseResult // round 1
 	fallback           *phaseResult // round 1
 	floors, fallbacks  []*phaseResult
+	contract           *phaseResult // round 1
+	contracts          []*phaseResult
 	seed, mixed        *phaseResult
 	nonTerminal        []string
 	opTotals           phaseStats
@@ -72,6 +74,9 @@ func (r *report) markdown(c *config) string {
 		if i < len(r.floors) {
 			row("floor: direct client, BlockHeightFallback Job per node"+round, r.floors[i])
 		}
+		if i < len(r.contracts) {
+			row("contract floor: direct client, the operator's requests"+round, r.contracts[i])
+		}
 		if i < len(r.fallbacks) {
 			row("operator: BlockHeightFallback CRs"+round, r.fallbacks[i])
 		}
@@ -116,11 +121,19 @@ func (r *report) markdown(c *config) string {
 	if len(rounds) > 1 {
 		p("Operator / floor wall by round: %s; over all rounds %.2f.\n\n", strings.Join(rounds, ", "), ratio)
 	}
+	if n := min(len(r.contracts), len(r.floors), len(r.fallbacks)); n > 0 {
+		var fl, ct, op time.Duration
+		for i := range n {
+			fl, ct, op = fl+r.floors[i].wall, ct+r.contracts[i].wall, op+r.fallbacks[i].wall
+		}
+		p("Contract floor / floor (what the contract's requests cost): %.2f; operator / contract floor (what the operator process, its informers and its queue cost): %.2f; over %d round(s).\n\n",
+			ct.Seconds()/fl.Seconds(), op.Seconds()/ct.Seconds(), n)
+	}
 	p("CPU below: round 1.\n\n")
 
 	p("#### Where the machine's CPU went during the timed windows\n\n")
 	cols := []*phaseResult{}
-	for _, res := range []*phaseResult{r.floor, r.fallback, r.mixed} {
+	for _, res := range []*phaseResult{r.floor, r.contract, r.fallback, r.mixed} {
 		if res != nil && res.cpu.procs != nil {
 			cols = append(cols, res)
 		}

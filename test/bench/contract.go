@@ -1,0 +1,265 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/ptr"
+
+	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
+	citascheme "github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned/scheme"
+	"github.com/cita-cloud/cita-node-operator/pkg/controller"
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
+)
+
+// runContract is the floor plus what DESIGN asks of an operation, without
+// the operator: for every node at once, a direct client sends exactly the
+// requests the operator sends for a StopAndStart BlockHeightFallback (the
+// CR's create, the chart's policy adding its finalizer; the node's
+// ConfigMap read; the lock and stop in one StatefulSet patch; status
+// Stopping and its event; the Job, owned by the CR; status Running and its
+// event; release and start in one patch; status Complete and its event; the
+// Job's TTL once the outcome is recorded; the finalizer's removal), waiting
+// on the bench's watches where the operator waits on its informers. No
+// operator process, no informers of its own, no queue, no rate limit: the
+// best an operator honouring the contract could do, so operator / contract
+// says what the operator itself costs and contract / floor what the
+// contract does.
+func (e *env) runContract(ctx context.Context, nodes []string, round int) (*phaseResult, error) {
+	name := "contract"
+	if round > 1 {
+		name = fmt.Sprintf("contract %d", round)
+	}
+	res := &phaseResult{name: name, ops: len(nodes), latencies: make([]time.Duration, len(nodes)), names: make([]string, len(nodes))}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return res, err
+	}
+	if err := citascheme.AddToScheme(scheme); err != nil {
+		return res, err
+	}
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: e.kube.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	recorder := broadcaster.NewRecorder(scheme, corev1.EventSource{Component: "cita-node-operator"})
+
+	deadline := int64(controller.DefaultConfig().JobActiveDeadline / time.Second)
+	var wg sync.WaitGroup
+	errs := make([]error, len(nodes))
+	api0, cpu0 := e.apiLoadNow(ctx), e.cpuNow()
+	start := time.Now()
+	for i, node := range nodes {
+		res.names[i] = fmt.Sprintf("ct%d-%s", round, node)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.Now()
+			errs[i] = e.contractOne(ctx, recorder, res.names[i], node, deadline)
+			res.latencies[i] = time.Since(t)
+		}()
+	}
+	wg.Wait()
+	res.wall = time.Since(start)
+	res.cpu = e.cpuNow().since(cpu0)
+	res.api = e.apiLoadNow(ctx).since(api0)
+	for i, err := range errs {
+		if err != nil {
+			res.failed++
+			if res.firstErr == "" {
+				res.firstErr = fmt.Sprintf("%s: %v", nodes[i], err)
+			}
+		}
+	}
+	logf("%s: %d nodes in %s (%d failed)", name, len(nodes), res.wall.Round(time.Millisecond), res.failed)
+	if res.failed > 0 {
+		return res, fmt.Errorf("%d contract runs failed, first: %s", res.failed, res.firstErr)
+	}
+	return res, nil
+}
+
+// contractOne is one operation of runContract; its latency ends, like the
+// operator's, when the outcome is written (the TTL and the finalizer come
+// after it).
+func (e *env) contractOne(ctx context.Context, recorder record.EventRecorder, crName, name string, deadline int64) error {
+	crs := e.cita.CitacloudV1().BlockHeightFallbacks(benchNS)
+	cr, err := crs.Create(ctx, newFallback(crName, name, fallbackHeight, ptr.To(e.cfg.jobTTL)), metav1.CreateOptions{})
+	if err != nil {
+		return err
+	}
+	target := nodeops.Target{Namespace: benchNS, Chain: benchChain, Name: name, Method: citav1.DeployMethodCloudConfig}
+	node, err := nodeops.Locate(e.listers, target)
+	if err != nil {
+		return err
+	}
+	if _, err := e.kube.CoreV1().ConfigMaps(benchNS).Get(ctx, node.ConfigMap, metav1.GetOptions{}); err != nil {
+		return err
+	}
+	machine, err := node.Machine(e.listers.Pods)
+	if err != nil {
+		return err
+	}
+	holder := nodeops.Holder{Kind: "BlockHeightFallback", Name: cr.Name, UID: cr.UID}
+	sts := e.kube.AppsV1().StatefulSets(benchNS)
+	_, err = sts.Patch(ctx, name, types.MergePatchType,
+		nodeops.LockPatch(node.Workload, nodeops.LockRequest{Holder: holder, Stop: true, Machine: machine, Node: &target}), metav1.PatchOptions{})
+	if err != nil {
+		return err
+	}
+	now := metav1.Now()
+	gen := cr.Generation
+	cond := func(t string, s metav1.ConditionStatus, reason, msg string) metav1.Condition {
+		return metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: gen, LastTransitionTime: now}
+	}
+	workload := "StatefulSet/" + name
+	cr.Status = citav1.OperationStatus{
+		Status: citav1.PhaseActive, Step: citav1.StepStopping, StartTime: &now, ObservedGeneration: gen,
+		Message:    fmt.Sprintf("stopping %s (recorded 1 replicas on %s)", workload, machine),
+		Conditions: []metav1.Condition{cond(citav1.ConditionNodeLocked, metav1.ConditionTrue, "Locked", "node(s) locked")},
+		Nodes:      []citav1.NodeRecord{{Name: name, Workload: workload, Replicas: ptr.To[int32](1), Machine: machine}},
+	}
+	if cr, err = crs.UpdateStatus(ctx, cr, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	recorder.Eventf(cr, corev1.EventTypeNormal, "Stopping", "scaling %s to 0 (was 1 replicas)", workload)
+
+	if err := e.notify.waitFor(ctx, "pod/"+name, 5*time.Minute, func() bool {
+		pods, err := node.Pods(e.listers.Pods)
+		return err == nil && len(pods) == 0
+	}); err != nil {
+		return fmt.Errorf("pod not gone: %w", err)
+	}
+	args := jobargs.Args{
+		Op:          jobargs.OpFallback,
+		NodeRoot:    jobargs.NodeRootMountPath,
+		ConfigPath:  node.ConfigPath(),
+		BlockHeight: fallbackHeight,
+		Crypto:      node.Crypto,
+		Consensus:   node.Consensus,
+	}
+	if err := args.Validate(); err != nil {
+		return err
+	}
+	job := nodeops.Job(nodeops.JobRequest{
+		Name:                  nodeops.JobName(cr.Name, "fallback"),
+		Namespace:             benchNS,
+		Owner:                 *metav1.NewControllerRef(cr, citav1.SchemeGroupVersion.WithKind("BlockHeightFallback")),
+		Image:                 jobImage,
+		Args:                  args,
+		Node:                  node,
+		ActiveDeadlineSeconds: deadline,
+	})
+	if _, err := e.kube.BatchV1().Jobs(benchNS).Create(ctx, job, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	cr.Status.Step = citav1.StepRunning
+	cr.Status.Message = fmt.Sprintf("node stopped; Job %s running %s on node %s (image %s)", job.Name, args.Op, name, jobImage)
+	cr.Status.Conditions = append(cr.Status.Conditions, cond(citav1.ConditionNodeStopped, metav1.ConditionTrue, "Stopped", "node(s) stopped"))
+	cr.Status.Job = &citav1.JobRecord{Name: job.Name, Image: jobImage}
+	if cr, err = crs.UpdateStatus(ctx, cr, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	recorder.Eventf(cr, corev1.EventTypeNormal, "Running", "Job %s created", job.Name)
+
+	var (
+		ok     bool
+		result string
+	)
+	if err := e.notify.waitFor(ctx, "job/"+job.Name, 5*time.Minute, func() bool {
+		obj, exists, err := e.jobs.GetByKey(benchNS + "/" + job.Name)
+		if err != nil || !exists {
+			return false
+		}
+		var done bool
+		if done, ok = jobDone(obj.(*batchv1.Job)); !done || !ok {
+			return done
+		}
+		result, err = e.jobResult(job.Name)
+		return err == nil
+	}); err != nil {
+		return fmt.Errorf("job: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("job %s failed", job.Name)
+	}
+	// The release is guarded by the cached resourceVersion, as the
+	// operator's is: the StatefulSet controller has written its status
+	// since the lock; a cache behind it costs a retry.
+	for {
+		cached, err := e.listers.StatefulSets.StatefulSets(benchNS).Get(name)
+		if err != nil {
+			return err
+		}
+		if nodeops.HeldBy(nodeops.StatefulSetWorkload(cached), holder) { // the cache has the lock
+			_, err = sts.Patch(ctx, name, types.MergePatchType, nodeops.ReleasePatch(nodeops.StatefulSetWorkload(cached)), metav1.PatchOptions{})
+			if err == nil {
+				break
+			}
+			if !apierrors.IsConflict(err) {
+				return err
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	end := metav1.Now()
+	msg := fmt.Sprintf("Job %s succeeded; node started: %s back to 1 replicas", job.Name, workload)
+	cr.Status.Status, cr.Status.Step, cr.Status.EndTime, cr.Status.Message = citav1.PhaseComplete, citav1.StepDone, &end, msg
+	cr.Status.Conditions = []metav1.Condition{
+		cond(citav1.ConditionNodeLocked, metav1.ConditionFalse, "Released", "node(s) released"),
+		cond(citav1.ConditionNodeStopped, metav1.ConditionFalse, "Started", "node(s) started"),
+		cond(citav1.ConditionSucceeded, metav1.ConditionTrue, "Succeeded", "Job "+job.Name+" succeeded"),
+	}
+	cr.Status.Job.Result = result
+	if cr, err = crs.UpdateStatus(ctx, cr, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	recorder.Eventf(cr, corev1.EventTypeNormal, "Complete", "%s", msg)
+
+	ttl, err := json.Marshal(map[string]any{"spec": map[string]any{"ttlSecondsAfterFinished": e.cfg.jobTTL}})
+	if err != nil {
+		return err
+	}
+	if _, err := e.kube.BatchV1().Jobs(benchNS).Patch(ctx, job.Name, types.MergePatchType, ttl, metav1.PatchOptions{}); err != nil {
+		return err
+	}
+	fin, err := json.Marshal(map[string]any{"metadata": map[string]any{"finalizers": []string{}, "resourceVersion": cr.ResourceVersion}})
+	if err != nil {
+		return err
+	}
+	_, err = crs.Patch(ctx, cr.Name, types.MergePatchType, fin, metav1.PatchOptions{})
+	return err
+}
+
+// jobResult is the Job pod's termination message, read from the bench's
+// pod cache as the operator reads it from its own.
+func (e *env) jobResult(job string) (string, error) {
+	pods, err := e.listers.Pods.Pods(benchNS).List(everything)
+	if err != nil {
+		return "", err
+	}
+	for _, p := range pods {
+		if p.Labels["job-name"] != job {
+			continue
+		}
+		for _, s := range p.Status.ContainerStatuses {
+			if s.State.Terminated != nil {
+				return s.State.Terminated.Message, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no terminated pod of Job %s", job)
+}
