@@ -64,7 +64,7 @@ func parseFlags(args []string) (*options, error) {
 	klog.InitFlags(fs)
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file; empty: in-cluster config (or $KUBECONFIG)")
 	fs.StringVar(&o.namespace, "namespace", "", "namespace to watch; empty: all namespaces")
-	fs.IntVar(&o.workers, "workers", 8, "workers per operation kind")
+	fs.IntVar(&o.workers, "workers", 32, "workers per operation kind")
 	fs.Float64Var(&o.qps, "kube-api-qps", 200, "client QPS to the apiserver")
 	fs.IntVar(&o.burst, "kube-api-burst", 400, "client burst to the apiserver")
 	fs.DurationVar(&o.resync, "resync-period", 10*time.Minute, "informer resync period")

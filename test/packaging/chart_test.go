@@ -155,7 +155,7 @@ func TestDeploymentArgsMapToOperatorFlags(t *testing.T) {
 		"default values": {
 			want: []string{
 				"--job-image=ghcr.io/cita-cloud/cita-node-operator-job:0.1.0",
-				"--workers=8",
+				"--workers=32",
 				"--leader-elect=true",
 				"--leader-elect-namespace=cita",
 				"--leader-elect-id=cita-node-operator",
@@ -183,7 +183,7 @@ func TestDeploymentArgsMapToOperatorFlags(t *testing.T) {
 			args: []string{"--set", "replicaCount=1", "--set", "leaderElection.enabled=false"},
 			want: []string{
 				"--job-image=ghcr.io/cita-cloud/cita-node-operator-job:0.1.0",
-				"--workers=8",
+				"--workers=32",
 				"--leader-elect=false",
 				"--metrics-bind-address=:8080",
 				"--health-probe-bind-address=:8081",
