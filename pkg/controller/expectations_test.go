@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	core "k8s.io/client-go/testing"
@@ -80,5 +81,46 @@ func TestJobTTLPatchedOnceOverAStaleCache(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"patch blockheightfallbacks fb"}, f.writes()); diff != "" {
 		t.Errorf("writes of the retry (-want +got):\n%s", diff)
+	}
+}
+
+// A lock refused as a conflict (the StatefulSet controller wrote the
+// workload's status after the cache last saw it) writes nothing else: no
+// status built on the stale cache, no event. Retried, the sync writes what
+// a sync without the conflict writes.
+func TestConflictWritesNoStatus(t *testing.T) {
+	d := deployments()[0]
+	cr := fallbackOn(d)
+	f := newFixture(t, append([]runtime.Object{cr}, d.objects...)...)
+	f.mustSync("BlockHeightFallback", "fb") // finalizer
+	f.events()
+	refuse := true
+	f.kube.PrependReactor("patch", "statefulsets", func(a core.Action) (bool, runtime.Object, error) {
+		if refuse {
+			refuse = false
+			return true, nil, apierrors.NewConflict(a.GetResource().GroupResource(), "x", errors.New("stale"))
+		}
+		return false, nil, nil
+	})
+	f.clearWrites()
+	if err := f.sync("BlockHeightFallback", "fb"); !apierrors.IsConflict(err) {
+		t.Fatalf("sync: %v, want the conflict", err)
+	}
+	if diff := cmp.Diff([]string{"patch " + d.workload}, f.writes()); diff != "" {
+		t.Errorf("writes of the refused sync (-want +got):\n%s", diff)
+	}
+	if ev := f.events(); len(ev) > 0 {
+		t.Errorf("events of the refused sync: %v", ev)
+	}
+	if st := f.status(cr); st.Status != "" {
+		t.Errorf("status written after the conflict: %s %s", st.Status, st.Step)
+	}
+	f.clearWrites()
+	f.mustSync("BlockHeightFallback", "fb")
+	if diff := cmp.Diff([]string{"patch " + d.workload, "update blockheightfallbacks/status fb"}, f.writes()); diff != "" {
+		t.Errorf("writes of the retry (-want +got):\n%s", diff)
+	}
+	if st := f.status(cr); st.Step != citav1.StepStopping {
+		t.Errorf("step %s after the retry, want %s", st.Step, citav1.StepStopping)
 	}
 }

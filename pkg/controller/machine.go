@@ -66,6 +66,12 @@ func (c *Controller) syncOperation(ctx context.Context, k *kind, key cache.Objec
 	prevStep, prevPhase := op.status.Step, op.status.Status
 	after, stepErr := c.advance(ctx, op)
 
+	// A conflict means a cache behind the cluster: what this sync derived
+	// from it is not written (as if the operator had stopped here; the
+	// cluster holds whatever was written before) and the sync is retried.
+	if apierrors.IsConflict(stepErr) {
+		return stepErr
+	}
 	if !apiequality.Semantic.DeepEqual(orig, op.obj) {
 		rv, err := k.updateStatus(ctx, op)
 		if err != nil {
