@@ -106,6 +106,7 @@ type Controller struct {
 	synced          []cache.InformerSynced
 	metrics         *metrics
 	written         written
+	createdJobs     created
 }
 
 // Index names.

@@ -3,6 +3,7 @@ package controller
 import (
 	"strconv"
 	"sync"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -58,4 +59,52 @@ func (w *written) forget(uid types.UID) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	delete(w.rvs, uid)
+}
+
+// created remembers the Jobs this controller created until its cache shows
+// them, so that a sync between the create and the Job's watch event (the
+// operation's own status write arrives on another watch, often first) waits
+// for the cache instead of sending the create again.
+type created struct {
+	mu sync.Mutex
+	at map[string]time.Time // namespace/name → when created
+}
+
+// createdWait bounds how long a create is trusted over the cache: a Job
+// deleted by someone before the cache ever saw it is created again after
+// it.
+const createdWait = 10 * time.Second
+
+func (c *created) record(key string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.at == nil {
+		c.at = map[string]time.Time{}
+	}
+	for k, t := range c.at { // those never seen (their operation deleted)
+		if now.Sub(t) >= createdWait {
+			delete(c.at, k)
+		}
+	}
+	c.at[key] = now
+}
+
+// pending reports whether key was created less than createdWait ago and the
+// cache has not shown it yet.
+func (c *created) pending(key string, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	at, ok := c.at[key]
+	if ok && now.Sub(at) >= createdWait {
+		delete(c.at, key)
+		return false
+	}
+	return ok
+}
+
+// seen drops key: the cache shows it.
+func (c *created) seen(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.at, key)
 }

@@ -124,3 +124,33 @@ func TestConflictWritesNoStatus(t *testing.T) {
 		t.Errorf("step %s after the retry, want %s", st.Step, citav1.StepStopping)
 	}
 }
+
+// A sync that sees the operation Running before its cache shows the Job it
+// created waits for the cache instead of creating the Job again; a Job
+// still missing after createdWait (deleted before the cache saw it) is
+// created again.
+func TestJobCreatedOnceOverAStaleCache(t *testing.T) {
+	d := deployments()[0]
+	cr := fallbackOn(d)
+	f := newFixture(t, append([]runtime.Object{cr}, d.objects...)...)
+	runUntilJob(t, f, d)
+	// The Job's watch event is late: the cache does not show it yet.
+	jobs := f.kubeInf.Batch().V1().Jobs().Informer().GetIndexer()
+	if err := jobs.Delete(f.job("fb-fallback")); err != nil {
+		t.Fatal(err)
+	}
+	f.clearWrites()
+	f.mustSync("BlockHeightFallback", "fb")
+	if w := f.writes(); len(w) > 0 {
+		t.Errorf("writes while the cache lags the create: %v", w)
+	}
+	f.clock.Step(createdWait)
+	if err := jobs.Delete(f.job("fb-fallback")); err != nil {
+		t.Fatal(err)
+	}
+	f.clearWrites()
+	f.mustSync("BlockHeightFallback", "fb")
+	if n := countWrites(f, "create jobs fb-fallback"); n != 1 {
+		t.Errorf("%d Job creates once the create is no longer trusted, want 1 (writes %v)", n, f.writes())
+	}
+}

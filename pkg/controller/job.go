@@ -70,13 +70,18 @@ func (c *Controller) run(ctx context.Context, op *operation, nodes []*nodeops.No
 	}
 
 	name := op.jobName()
+	key := op.obj.GetNamespace() + "/" + name
 	job, err := c.jobs.Jobs(op.obj.GetNamespace()).Get(name)
 	if apierrors.IsNotFound(err) {
+		if c.createdJobs.pending(key, c.clock.Now()) {
+			return cacheLag, nil
+		}
 		return c.createJob(ctx, op, nodes)
 	}
 	if err != nil {
 		return 0, err
 	}
+	c.createdJobs.seen(key)
 	if !metav1.IsControlledBy(job, op.obj) {
 		c.fail(op, ReasonInvalid, "a Job named %s exists and does not belong to this %s", name, op.kind.name)
 		return 0, nil
@@ -185,6 +190,7 @@ func (c *Controller) buildAndCreateJob(ctx context.Context, op *operation, nodes
 	if _, err := c.kube.BatchV1().Jobs(job.Namespace).Create(ctx, job, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return 0, err
 	}
+	c.createdJobs.record(job.Namespace+"/"+job.Name, c.clock.Now())
 	op.status.Job = &citav1.JobRecord{Name: job.Name, Image: image}
 	op.setStep(citav1.StepRunning, "node stopped; Job %s running %s on node %s (image %s)", job.Name, args.Op, nodes[0].Name, image)
 	return c.cfg.JobStartTimeout, nil
