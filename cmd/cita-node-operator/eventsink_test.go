@@ -40,8 +40,12 @@ func (f *fakeSink) write(call string) error {
 	return nil
 }
 
-func (f *fakeSink) Create(e *corev1.Event) (*corev1.Event, error) { return e, f.write("create " + e.Name) }
-func (f *fakeSink) Update(e *corev1.Event) (*corev1.Event, error) { return e, f.write("update " + e.Name) }
+func (f *fakeSink) Create(e *corev1.Event) (*corev1.Event, error) {
+	return e, f.write("create " + e.Name)
+}
+func (f *fakeSink) Update(e *corev1.Event) (*corev1.Event, error) {
+	return e, f.write("update " + e.Name)
+}
 func (f *fakeSink) Patch(e *corev1.Event, _ []byte) (*corev1.Event, error) {
 	return e, f.write("patch " + e.Name)
 }
