@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,16 +19,23 @@ import (
 	"k8s.io/client-go/tools/record"
 )
 
-// fakeSink stands for the apiserver: each write takes delay; fail, if set,
-// answers a write instead of it being recorded.
+// fakeSink stands for the apiserver: each write takes delay, or waits for
+// gate to be closed if set; fail, if set, answers a write instead of it
+// being recorded.
 type fakeSink struct {
-	mu    sync.Mutex
-	delay time.Duration
-	calls []string // "create name", "patch name", "update name"
-	fail  func(call string) error
+	mu      sync.Mutex
+	delay   time.Duration
+	gate    chan struct{}
+	entered atomic.Int64 // writes begun
+	calls   []string     // "create name", "patch name", "update name"
+	fail    func(call string) error
 }
 
 func (f *fakeSink) write(call string) error {
+	f.entered.Add(1)
+	if f.gate != nil {
+		<-f.gate
+	}
 	time.Sleep(f.delay)
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -56,20 +64,33 @@ func (f *fakeSink) written() []string {
 	return append([]string(nil), f.calls...)
 }
 
-// burst emits n events, one per object, at once through a real broadcaster
-// writing to sink, and returns how many reached fake once it is quiet.
-func burst(t *testing.T, n int, fake *fakeSink, sink func(context.Context) record.EventSink) int {
+// burst emits n events, one per object, through a real broadcaster writing
+// to sink while the apiserver (fake) answers nothing, in batches of batch
+// events, each emitted once received() counts the ones before it (so the
+// broadcaster's own queues, 1000 events each, never overflow because the
+// test emits faster than the broadcaster hands events on: only a sink that
+// makes it wait can lose events). Then the apiserver answers; burst returns
+// how many events reached it.
+func burst(t *testing.T, n, batch int, fake *fakeSink, sink record.EventSink, received func() int) int {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	b := record.NewBroadcaster(record.WithContext(ctx))
 	defer b.Shutdown()
-	b.StartRecordingToSink(sink(ctx))
+	b.StartRecordingToSink(sink)
 	rec := b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "test"})
 	for i := range n {
+		if i > 0 && i%batch == 0 && received != nil {
+			if err := wait.PollUntilContextTimeout(ctx, time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+				return received() >= i, nil
+			}); err != nil {
+				t.Fatalf("the sink received %d of the first %d events", received(), i)
+			}
+		}
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: fmt.Sprintf("p%d", i), UID: "u"}}
 		rec.Eventf(pod, corev1.EventTypeNormal, "Stopping", "stopping %d", i)
 	}
+	close(fake.gate)
 	last, stable := -1, 0
 	_ = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
 		got := len(fake.written())
@@ -87,19 +108,29 @@ func burst(t *testing.T, n int, fake *fakeSink, sink func(context.Context) recor
 	return len(fake.written())
 }
 
-// TestEventSinkKeepsEveryEventOfABurst: 2500 events at once with writes of
-// 200 µs each all arrive; client-go's sink, one write at a time, loses the
-// ones its broadcaster's queue cannot hold (the control).
+// TestEventSinkKeepsEveryEventOfABurst: 2500 events emitted while the
+// apiserver answers nothing all arrive once it answers; client-go's sink,
+// one write at a time from the broadcaster's watcher, blocks it on the
+// first event and loses what the broadcaster's queues cannot hold (the
+// control).
 func TestEventSinkKeepsEveryEventOfABurst(t *testing.T) {
 	const n = 2500
-	fake := &fakeSink{delay: 200 * time.Microsecond}
-	if got := burst(t, n, fake, func(ctx context.Context) record.EventSink {
-		return newEventSink(ctx, fake, eventWriters, eventQueueDepth)
-	}); got != n {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fake := &fakeSink{gate: make(chan struct{})}
+	s := newEventSink(ctx, fake, eventWriters, eventQueueDepth)
+	received := func() int {
+		queued := 0
+		for _, q := range s.queues {
+			queued += len(q)
+		}
+		return queued + int(fake.entered.Load())
+	}
+	if got := burst(t, n, 500, fake, s, received); got != n {
 		t.Errorf("%d of %d events written", got, n)
 	}
-	serial := &fakeSink{delay: 200 * time.Microsecond}
-	if got := burst(t, n, serial, func(context.Context) record.EventSink { return serial }); got >= n {
+	serial := &fakeSink{gate: make(chan struct{})}
+	if got := burst(t, n, n, serial, serial, nil); got >= n {
 		t.Errorf("control: the one-writer sink kept all %d events; the burst does not test anything", n)
 	}
 }
