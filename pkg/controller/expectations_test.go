@@ -2,10 +2,13 @@ package controller
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	core "k8s.io/client-go/testing"
@@ -152,5 +155,49 @@ func TestJobCreatedOnceOverAStaleCache(t *testing.T) {
 	f.mustSync("BlockHeightFallback", "fb")
 	if n := countWrites(f, "create jobs fb-fallback"); n != 1 {
 		t.Errorf("%d Job creates once the create is no longer trusted, want 1 (writes %v)", n, f.writes())
+	}
+}
+
+// The workload's own controller writes its status while the node is
+// stopped, under load long after the node's pods are gone. A start built
+// from a cache that has not seen that write still goes through, once: it
+// depends on the lock and the replicas, not on the resourceVersion.
+func TestStartAfterTheWorkloadControllerWroteStatus(t *testing.T) {
+	for _, d := range deployments() {
+		t.Run(string(d.method), func(t *testing.T) {
+			cr := fallbackOn(d)
+			f := newFixture(t, append([]runtime.Object{cr}, d.objects...)...)
+			runUntilJob(t, f, d)
+			f.finishJob("fb-fallback", true, &jobargs.Result{Op: jobargs.OpFallback})
+
+			// The write reaches the store, not yet the cache.
+			resource, name, _ := strings.Cut(d.workload, " ")
+			gvr := appsv1.SchemeGroupVersion.WithResource(resource)
+			stored, err := f.kube.Tracker().Get(gvr, ns, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch w := stored.(type) {
+			case *appsv1.StatefulSet:
+				w.Status.Replicas, w.Status.ObservedGeneration = 0, w.Generation
+			case *appsv1.Deployment:
+				w.Status.Replicas, w.Status.ObservedGeneration = 0, w.Generation
+			}
+			m, _ := meta.Accessor(stored)
+			m.SetResourceVersion("9000000")
+			if err := f.kube.Tracker().Update(gvr, stored, ns); err != nil {
+				t.Fatal(err)
+			}
+
+			f.clearWrites()
+			f.mustSync("BlockHeightFallback", "fb")
+			if diff := cmp.Diff([]string{"patch " + d.workload}, f.workloadWrites()); diff != "" {
+				t.Errorf("workload writes of the start (-want +got):\n%s", diff)
+			}
+			assertStartedWith(t, f, d, d.replicas)
+			if st := f.status(cr); st.Status != citav1.PhaseComplete {
+				t.Errorf("status %s %s, want Complete", st.Status, st.Step)
+			}
+		})
 	}
 }

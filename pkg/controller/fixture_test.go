@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"reflect"
 	"strconv"
 	"strings"
@@ -511,6 +512,16 @@ func (r *rvCounter) install(fake *core.Fake, tracker core.ObjectTracker) {
 			modified, err = jsonpatch.MergePatch(old, pa.GetPatch())
 		case types.StrategicMergePatchType:
 			modified, err = strategicpatch.StrategicMergePatch(old, pa.GetPatch(), stored)
+		case types.JSONPatchType:
+			// As the apiserver: applied to the stored object, a patch
+			// that does not apply is a bare 422.
+			var p jsonpatch.Patch
+			if p, err = jsonpatch.DecodePatch(pa.GetPatch()); err != nil {
+				return true, nil, apierrors.NewBadRequest(err.Error())
+			}
+			if modified, err = p.Apply(old); err != nil {
+				return true, nil, apierrors.NewGenericServerResponse(http.StatusUnprocessableEntity, "", schema.GroupResource{}, "", err.Error(), 0, false)
+			}
 		default:
 			return false, nil, nil
 		}

@@ -418,10 +418,12 @@ const cacheLag = 50 * time.Millisecond
 
 // patchWorkload sends a patch to a workload and remembers the version
 // written, so that no later sync acts on a cache older than it.
-func (c *Controller) patchWorkload(ctx context.Context, namespace string, w *nodeops.Workload, patch []byte) error {
+func (c *Controller) patchWorkload(ctx context.Context, namespace string, w *nodeops.Workload, patch nodeops.Patch) error {
 	rv, err := nodeops.PatchWorkload(ctx, c.kube, w, namespace, patch)
 	if err == nil {
 		c.written.record(w.Object.GetUID(), rv)
+	} else if apierrors.IsConflict(err) {
+		klog.FromContext(ctx).V(2).Info("Workload changed since the cache saw it", "workload", w.Key(), "cachedResourceVersion", w.Object.GetResourceVersion(), "patch", string(patch.Data), "err", err)
 	}
 	return err
 }

@@ -3,15 +3,23 @@ package nodeops
 import (
 	"context"
 	"encoding/json"
+	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/kubernetes/fake"
+	core "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
@@ -134,7 +142,11 @@ func TestLockPatch(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got := decodePatch(t, LockPatch(StatefulSetWorkload(tc.sts), tc.req))
+			p := LockPatch(StatefulSetWorkload(tc.sts), tc.req)
+			if p.Type != types.MergePatchType {
+				t.Errorf("LockPatch type = %s, want a merge patch (guarded by the resourceVersion)", p.Type)
+			}
+			got := decodePatch(t, p.Data)
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("LockPatch (-want +got):\n%s", diff)
 			}
@@ -143,59 +155,196 @@ func TestLockPatch(t *testing.T) {
 }
 
 func TestReleasePatch(t *testing.T) {
-	allNull := map[string]any{
-		AnnotationHolder: nil, AnnotationHolderUID: nil,
-		AnnotationReplicas: nil, AnnotationMachine: nil, AnnotationAccount: nil, AnnotationNode: nil,
+	holderUID := map[string]any{"op": "test", "path": "/metadata/annotations/citacloud.rivtower.com~1operation-uid", "value": "uid-b1"}
+	replicasAre := func(n float64) map[string]any {
+		return map[string]any{"op": "test", "path": "/spec/replicas", "value": n}
 	}
-	release := func(spec map[string]any) map[string]any {
-		p := map[string]any{"metadata": map[string]any{"resourceVersion": "7", "annotations": allNull}}
-		if spec != nil {
-			p["spec"] = spec
+	remove := func(keys ...string) []any {
+		var ops []any
+		for _, k := range keys {
+			ops = append(ops, map[string]any{"op": "remove", "path": "/metadata/annotations/" + strings.ReplaceAll(k, "/", "~1")})
 		}
-		return p
+		return ops
+	}
+	scaleTo := func(n float64) map[string]any {
+		return map[string]any{"op": "replace", "path": "/spec/replicas", "value": n}
+	}
+	ops := func(parts ...any) []any {
+		var out []any
+		for _, p := range parts {
+			if l, ok := p.([]any); ok {
+				out = append(out, l...)
+			} else {
+				out = append(out, p)
+			}
+		}
+		return out
 	}
 	locked := map[string]string{AnnotationHolder: "Backup/b1", AnnotationHolderUID: "uid-b1"}
 	stopped := func(replicas string) map[string]string {
 		return map[string]string{AnnotationHolder: "Backup/b1", AnnotationHolderUID: "uid-b1", AnnotationReplicas: replicas, AnnotationMachine: "machine-a"}
 	}
+	stoppedKeys := []string{AnnotationHolder, AnnotationHolderUID, AnnotationReplicas, AnnotationMachine}
 	tests := map[string]struct {
 		sts  *appsv1.StatefulSet
-		want map[string]any
+		want []any
 	}{
 		"stopped and still at 0: restores the recorded replicas": {
 			sts:  stsWith(ptr.To[int32](0), stopped("3")),
-			want: release(map[string]any{"replicas": float64(3)}),
+			want: ops(holderUID, replicasAre(0), remove(stoppedKeys...), scaleTo(3)),
 		},
 		"stopped at 0 replicas before: stays at 0": {
 			sts:  stsWith(ptr.To[int32](0), stopped("0")),
-			want: release(map[string]any{"replicas": float64(0)}),
+			want: ops(holderUID, replicasAre(0), remove(stoppedKeys...), scaleTo(0)),
 		},
 		"stopped, then scaled by someone else: their count is left alone": {
 			sts:  stsWith(ptr.To[int32](2), stopped("3")),
-			want: release(nil),
+			want: ops(holderUID, replicasAre(2), remove(stoppedKeys...)),
 		},
 		"locked, never stopped: only the annotations go": {
 			sts:  stsWith(ptr.To[int32](0), locked),
-			want: release(nil),
+			want: ops(holderUID, replicasAre(0), remove(AnnotationHolder, AnnotationHolderUID)),
+		},
+		"every annotation a lock writes goes, and only those": {
+			sts: stsWith(ptr.To[int32](1), map[string]string{
+				AnnotationHolder: "Switchover/s1", AnnotationHolderUID: "uid-b1", AnnotationAccount: "acc", AnnotationNode: "cloud-config/c/n",
+				"meta.helm.sh/release-name": "chain",
+			}),
+			want: ops(holderUID, replicasAre(1), remove(AnnotationHolder, AnnotationHolderUID, AnnotationAccount, AnnotationNode)),
 		},
 		"unreadable recorded replicas: starts one": {
 			sts:  stsWith(ptr.To[int32](0), stopped("three")),
-			want: release(map[string]any{"replicas": float64(1)}),
+			want: ops(holderUID, replicasAre(0), remove(stoppedKeys...), scaleTo(1)),
 		},
 		"negative recorded replicas: starts one": {
 			sts:  stsWith(ptr.To[int32](0), stopped("-2")),
-			want: release(map[string]any{"replicas": float64(1)}),
+			want: ops(holderUID, replicasAre(0), remove(stoppedKeys...), scaleTo(1)),
 		},
-		"not locked at all: still removes every annotation": {
+		"not locked at all: tests the replicas, changes nothing": {
 			sts:  stsWith(ptr.To[int32](1), nil),
-			want: release(nil),
+			want: ops(replicasAre(1)),
 		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got := decodePatch(t, ReleasePatch(StatefulSetWorkload(tc.sts)))
+			p := ReleasePatch(StatefulSetWorkload(tc.sts))
+			if p.Type != types.JSONPatchType {
+				t.Errorf("ReleasePatch type = %s, want a JSON patch", p.Type)
+			}
+			var got []any
+			if err := json.Unmarshal(p.Data, &got); err != nil {
+				t.Fatalf("patch %s is not a JSON list: %v", p.Data, err)
+			}
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("ReleasePatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// apiserverJSONPatch makes the clientset apply JSON patches as the
+// kube-apiserver does (the same library, a failed test answered 422 with its
+// message) and move the resourceVersion on every write, so that a test of
+// what the patch sees can fail.
+func apiserverJSONPatch(c *fake.Clientset) {
+	c.PrependReactor("patch", "*", func(a core.Action) (bool, runtime.Object, error) {
+		pa := a.(core.PatchAction)
+		if pa.GetPatchType() != types.JSONPatchType {
+			return false, nil, nil
+		}
+		tracker := c.Tracker()
+		stored, err := tracker.Get(a.GetResource(), a.GetNamespace(), pa.GetName())
+		if err != nil {
+			return true, nil, err
+		}
+		patch, err := jsonpatch.DecodePatch(pa.GetPatch())
+		if err != nil {
+			return true, nil, apierrors.NewBadRequest(err.Error())
+		}
+		old, _ := json.Marshal(stored)
+		modified, err := patch.Apply(old)
+		if err != nil {
+			return true, nil, apierrors.NewGenericServerResponse(http.StatusUnprocessableEntity, "", schema.GroupResource{}, "", err.Error(), 0, false)
+		}
+		obj := reflect.New(reflect.TypeOf(stored).Elem()).Interface().(runtime.Object)
+		if err := json.Unmarshal(modified, obj); err != nil {
+			return true, nil, err
+		}
+		m, _ := meta.Accessor(obj)
+		m.SetResourceVersion(m.GetResourceVersion() + "1")
+		return true, obj, tracker.Update(a.GetResource(), obj, a.GetNamespace())
+	})
+}
+
+// TestReleaseAfterAChangeSinceTheCache: a release built from a cache that
+// is behind the workload goes through when only what it does not depend on
+// moved (the controller's status write, a foreign annotation), and is
+// refused as a conflict, nothing written, when the lock or the replicas
+// moved.
+func TestReleaseAfterAChangeSinceTheCache(t *testing.T) {
+	ctx := context.Background()
+	tests := map[string]struct {
+		change       func(s *appsv1.StatefulSet)
+		wantConflict bool
+	}{
+		"the StatefulSet controller wrote its status": {
+			change: func(s *appsv1.StatefulSet) { s.Status.Replicas, s.Status.ObservedGeneration = 0, 5 },
+		},
+		"someone added an annotation of theirs": {
+			change: func(s *appsv1.StatefulSet) { s.Annotations["example.com/note"] = "x" },
+		},
+		"someone scaled it up": {
+			change:       func(s *appsv1.StatefulSet) { s.Spec.Replicas = ptr.To[int32](2) },
+			wantConflict: true,
+		},
+		"the lock was taken over by a namesake": {
+			change:       func(s *appsv1.StatefulSet) { s.Annotations[AnnotationHolderUID] = "uid-other" },
+			wantConflict: true,
+		},
+		"the lock was removed": {
+			change: func(s *appsv1.StatefulSet) {
+				delete(s.Annotations, AnnotationHolder)
+				delete(s.Annotations, AnnotationHolderUID)
+			},
+			wantConflict: true,
+		},
+		"the recorded replicas were removed": {
+			change:       func(s *appsv1.StatefulSet) { delete(s.Annotations, AnnotationReplicas) },
+			wantConflict: true,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			cached := stsWith(ptr.To[int32](0), map[string]string{AnnotationHolder: "Backup/b1", AnnotationHolderUID: "uid-b1", AnnotationReplicas: "3", AnnotationMachine: "machine-a"})
+			cached.ResourceVersion = "7"
+			now := cached.DeepCopy()
+			tc.change(now)
+			now.ResourceVersion = "8"
+			c := fake.NewClientset(now)
+			apiserverJSONPatch(c)
+
+			_, err := PatchWorkload(ctx, c, StatefulSetWorkload(cached), ns, ReleasePatch(StatefulSetWorkload(cached)))
+			got, gerr := c.AppsV1().StatefulSets(ns).Get(ctx, cached.Name, metav1.GetOptions{})
+			if gerr != nil {
+				t.Fatal(gerr)
+			}
+			if tc.wantConflict {
+				if !apierrors.IsConflict(err) {
+					t.Fatalf("release = %v, want a conflict", err)
+				}
+				if diff := cmp.Diff(now, got); diff != "" {
+					t.Errorf("a refused release changed the workload (-before +after):\n%s", diff)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("release = %v, want it written", err)
+			}
+			if *got.Spec.Replicas != 3 {
+				t.Errorf("replicas after release = %d, want the recorded 3", *got.Spec.Replicas)
+			}
+			if _, held := HolderOf(StatefulSetWorkload(got)); held {
+				t.Error("still held after release")
 			}
 		})
 	}
@@ -423,12 +572,29 @@ func TestRecordedNode(t *testing.T) {
 			Annotations map[string]string `json:"annotations"`
 		} `json:"metadata"`
 	}
-	if err := json.Unmarshal(LockPatch(StatefulSetWorkload(stsWith(ptr.To[int32](1), nil)), LockRequest{Holder: backup1, Node: &n}), &p); err != nil {
+	if err := json.Unmarshal(LockPatch(StatefulSetWorkload(stsWith(ptr.To[int32](1), nil)), LockRequest{Holder: backup1, Node: &n}).Data, &p); err != nil {
 		t.Fatal(err)
 	}
 	sts := stsWith(ptr.To[int32](1), p.Metadata.Annotations)
 	sts.Namespace = "ns"
 	if got, ok := RecordedNode(StatefulSetWorkload(sts)); !ok || got != n {
 		t.Errorf("round trip: %+v %v, want %+v", got, ok, n)
+	}
+}
+
+// TestRefusedReleaseIsNotAlwaysAConflict: a release refused by validation
+// or admission (the object and causes named) is that refusal, not a
+// conflict to retry as if the cache were behind.
+func TestRefusedReleaseIsNotAlwaysAConflict(t *testing.T) {
+	sts := stsWith(ptr.To[int32](0), map[string]string{AnnotationHolder: "Backup/b1", AnnotationHolderUID: "uid-b1", AnnotationReplicas: "3"})
+	c := fake.NewClientset(sts)
+	refusal := apierrors.NewInvalid(schema.GroupKind{Group: "apps", Kind: "StatefulSet"}, sts.Name, field.ErrorList{
+		field.Forbidden(field.NewPath("spec", "replicas"), "denied by policy scale-freeze"),
+	})
+	c.PrependReactor("patch", "statefulsets", func(core.Action) (bool, runtime.Object, error) { return true, nil, refusal })
+	w := StatefulSetWorkload(sts)
+	_, err := PatchWorkload(context.Background(), c, w, ns, ReleasePatch(w))
+	if apierrors.IsConflict(err) || !apierrors.IsInvalid(err) {
+		t.Errorf("release refused by validation = %v, want that refusal, not a conflict", err)
 	}
 }

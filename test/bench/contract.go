@@ -21,8 +21,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
-	citascheme "github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned/scheme"
 	"github.com/cita-cloud/cita-node-operator/pkg/controller"
+	citascheme "github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned/scheme"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
 )
@@ -115,8 +115,8 @@ func (e *env) contractOne(ctx context.Context, recorder record.EventRecorder, cr
 	}
 	holder := nodeops.Holder{Kind: "BlockHeightFallback", Name: cr.Name, UID: cr.UID}
 	sts := e.kube.AppsV1().StatefulSets(benchNS)
-	_, err = sts.Patch(ctx, name, types.MergePatchType,
-		nodeops.LockPatch(node.Workload, nodeops.LockRequest{Holder: holder, Stop: true, Machine: machine, Node: &target}), metav1.PatchOptions{})
+	lock := nodeops.LockPatch(node.Workload, nodeops.LockRequest{Holder: holder, Stop: true, Machine: machine, Node: &target})
+	_, err = sts.Patch(ctx, name, lock.Type, lock.Data, metav1.PatchOptions{})
 	if err != nil {
 		return err
 	}
@@ -196,16 +196,15 @@ func (e *env) contractOne(ctx context.Context, recorder record.EventRecorder, cr
 	if !ok {
 		return fmt.Errorf("job %s failed", job.Name)
 	}
-	// The release is guarded by the cached resourceVersion, as the
-	// operator's is: the StatefulSet controller has written its status
-	// since the lock; a cache behind it costs a retry.
+	// The release is the operator's: guarded by the lock and the replicas
+	// the cache shows; a cache behind them costs a retry.
 	for {
 		cached, err := e.listers.StatefulSets.StatefulSets(benchNS).Get(name)
 		if err != nil {
 			return err
 		}
 		if nodeops.HeldBy(nodeops.StatefulSetWorkload(cached), holder) { // the cache has the lock
-			_, err = sts.Patch(ctx, name, types.MergePatchType, nodeops.ReleasePatch(nodeops.StatefulSetWorkload(cached)), metav1.PatchOptions{})
+			_, err = nodeops.PatchWorkload(ctx, e.kube, nodeops.StatefulSetWorkload(cached), benchNS, nodeops.ReleasePatch(nodeops.StatefulSetWorkload(cached)))
 			if err == nil {
 				break
 			}
