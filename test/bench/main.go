@@ -8,16 +8,21 @@
 //     StatefulSet to 0, waits until its pod is gone, creates the Job the
 //     operator would create (nodeops.Job from the same jobargs), waits for
 //     it to complete and scales back up;
-//  2. operator: bin/cita-node-operator as its own process, N
+//  2. contract floor (-contract): the same, plus every request DESIGN asks
+//     of an operation (the CR, its status at each step, an event per step,
+//     its finalizer, the Job's TTL), sent by a direct client without the
+//     operator;
+//  3. operator: bin/cita-node-operator as its own process, N
 //     BlockHeightFallback CRs applied at once;
 //
-// 1 and 2 alternate for -rounds rounds (default 2) on the same nodes, each
-// run's Jobs deleted after it; then
+// 1 to 3 alternate for -rounds rounds (default 2) on the same nodes, each
+// run's Jobs deleted after it, the operator stopped outside its own run;
+// then
 //
-//  3. a mixed run of every kind (Backup, Snapshot, ChangeOwner,
+//  4. a mixed run of every kind (Backup, Snapshot, ChangeOwner,
 //     BlockHeightFallback, Restore from a Complete Backup, Switchover on
 //     pairs) on distinct nodes;
-//  4. memory: the operator restarted with 1000 CRs stored, RSS after a GC.
+//  5. memory: the operator restarted with 1000 CRs stored, RSS after a GC.
 //
 // The operator counts its own requests to the apiserver by verb, resource
 // and code (its cita_node_operator_api_requests_total metric), which the
@@ -58,6 +63,7 @@ type config struct {
 	gcWait      time.Duration
 	opWorkers   int
 	operatorArg stringList
+	operatorEnv stringList
 	verbose     bool
 	apiProfile  string
 	jobTTL      int32
@@ -85,6 +91,7 @@ func main() {
 	flag.DurationVar(&c.gcWait, "gc-wait", 135*time.Second, "longest wait for the restarted operator's first GC after it synced (the runtime forces one every 2 minutes)")
 	flag.IntVar(&c.opWorkers, "workers", 0, "operator --workers; 0: the operator's default")
 	flag.Var(&c.operatorArg, "operator-arg", "extra operator flag (repeatable)")
+	flag.Var(&c.operatorEnv, "operator-env", "extra operator environment variable, KEY=VALUE (repeatable)")
 	flag.Func("job-ttl", "ttlSecondsAfterFinished of the BlockHeightFallbacks compared with the floor (default 3600: no Job of either run expires inside its timed window; the bench deletes both runs' Jobs after them); 30 is the README samples' value", func(s string) error {
 		v, err := strconv.ParseInt(s, 10, 32)
 		c.jobTTL = int32(v)

@@ -28,7 +28,7 @@ import (
 // counts its own requests to the apiserver).
 type operator struct {
 	bin, kubeconfig, logDir string
-	args                    []string
+	args, env               []string
 
 	proc         *localcluster.Process
 	metricsURL   string
@@ -76,7 +76,7 @@ func (e *env) startOperator(ctx context.Context, c *config) error {
 	}
 	e.op = &operator{
 		bin: filepath.Join(c.binDir, "cita-node-operator"), kubeconfig: kc, logDir: e.cluster.LogDir,
-		args: append(args, c.operatorArg...), earlier: newRequestCounts(),
+		args: append(args, c.operatorArg...), env: c.operatorEnv, earlier: newRequestCounts(),
 	}
 	if c.pprof {
 		if e.op.bin, err = buildPprofOperator(filepath.Dir(c.binDir), e.cluster.WorkDir); err != nil {
@@ -116,7 +116,7 @@ func (o *operator) start(ctx context.Context) error {
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", hp),
 		"--v=0",
 	}, o.args...)
-	var env []string
+	env := append([]string(nil), o.env...)
 	if o.pprofURL != "" {
 		pp, err := freePort()
 		if err != nil {
