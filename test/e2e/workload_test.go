@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
 )
@@ -34,7 +35,15 @@ func TestReleaseOnTheRealAPIServer(t *testing.T) {
 			// copy later patches are built from, as a cache would hold it.
 			stop := func() *nodeops.Workload {
 				t.Helper()
-				w, err := n.send(nodeops.LockPatch(n.read(t), nodeops.LockRequest{Holder: holder, Stop: true, Machine: "m"}))
+				var w *nodeops.Workload
+				// The lock is guarded by the resourceVersion: a status
+				// write of the workload's controller since the read
+				// refuses it, and it is taken again from a new read, as
+				// the operator does.
+				err := retry.RetryOnConflict(retry.DefaultRetry, func() (err error) {
+					w, err = n.send(nodeops.LockPatch(n.read(t), nodeops.LockRequest{Holder: holder, Stop: true, Machine: "m"}))
+					return err
+				})
 				if err != nil {
 					t.Fatalf("lock: %v", err)
 				}
