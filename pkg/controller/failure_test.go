@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -233,6 +234,58 @@ func TestStopThatStalls(t *testing.T) {
 	if f.jobExists("fb-fallback") {
 		t.Fatal("a Job was created although the node never stopped")
 	}
+}
+
+// TestStopWhileTheWorkloadControllerIsLate: past the grace period, the
+// pods of a node whose workload's controller has not yet acted on the stop
+// are not deleted (it is late, not stuck: under load it reaches the stop
+// later and removes them itself); once it has acted on the stop and left
+// them, they are.
+func TestStopWhileTheWorkloadControllerIsLate(t *testing.T) {
+	for _, d := range deployments() {
+		t.Run(string(d.method), func(t *testing.T) {
+			cr := fallbackOn(d)
+			f := newFixture(t, append([]runtime.Object{cr}, d.objects...)...)
+			f.mustSync("BlockHeightFallback", "fb")
+			f.mustSync("BlockHeightFallback", "fb") // stop
+			// The stop is generation 2; the controller acted on 1.
+			f.setGenerations(d, 2, 1)
+			var deletes []string
+			f.kube.PrependReactor("delete", "pods", func(a core.Action) (bool, runtime.Object, error) {
+				deletes = append(deletes, a.(core.DeleteActionImpl).Name)
+				return true, nil, nil
+			})
+			f.clock.Step(f.c.cfg.StopGracePeriod + time.Second)
+			f.mustSync("BlockHeightFallback", "fb")
+			if len(deletes) != 0 {
+				t.Fatalf("pods deleted before the workload's controller acted on the stop: %v", deletes)
+			}
+			if ev := strings.Join(f.events(), "\n"); strings.Contains(ev, "PodDeleted") {
+				t.Fatalf("a PodDeleted event with no pod deleted: %s", ev)
+			}
+			f.setGenerations(d, 2, 2)
+			f.mustSync("BlockHeightFallback", "fb")
+			if diff := cmp.Diff([]string{d.pod}, deletes); diff != "" {
+				t.Fatalf("deletes once the controller acted on the stop (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// setGenerations plays the workload's controller: the workload's spec at
+// generation, its controller having acted on observed.
+func (f *fixture) setGenerations(d deployed, generation, observed int64) {
+	f.t.Helper()
+	resource, name, _ := strings.Cut(d.workload, " ")
+	if resource == "deployments" {
+		w := f.deployment(name)
+		w.Generation, w.Status.ObservedGeneration = generation, observed
+		f.upsert(w)
+		return
+	}
+	w := f.statefulSet(name)
+	w.Generation, w.Status.ObservedGeneration = generation, observed
+	f.upsert(w)
 }
 
 // TestScaledUpBySomeoneElse: a helm upgrade or GitOps sync scales the node

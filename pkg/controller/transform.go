@@ -41,10 +41,11 @@ func TrimForCache(obj any) (any, error) {
 			VolumeClaimTemplates:                 trimClaimTemplates(o.Spec.VolumeClaimTemplates),
 			PersistentVolumeClaimRetentionPolicy: o.Spec.PersistentVolumeClaimRetentionPolicy,
 		}
-		o.Status = appsv1.StatefulSetStatus{}
+		// observedGeneration tells whether its controller has seen a stop.
+		o.Status = appsv1.StatefulSetStatus{ObservedGeneration: o.Status.ObservedGeneration}
 	case *appsv1.Deployment:
 		o.Spec = appsv1.DeploymentSpec{Replicas: o.Spec.Replicas, Selector: o.Spec.Selector, Template: trimTemplate(o.Spec.Template)}
-		o.Status = appsv1.DeploymentStatus{}
+		o.Status = appsv1.DeploymentStatus{ObservedGeneration: o.Status.ObservedGeneration}
 	case *corev1.PersistentVolumeClaim:
 		o.Spec = corev1.PersistentVolumeClaimSpec{
 			StorageClassName: o.Spec.StorageClassName,

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
@@ -15,6 +16,16 @@ import (
 func TestTrimmedCacheLocatesTheSameNodes(t *testing.T) {
 	for _, d := range deployments() {
 		t.Run(string(d.method), func(t *testing.T) {
+			for _, o := range d.objects {
+				// The workload's controller has not yet acted on its
+				// latest spec: the trimmed cache must still tell.
+				switch w := o.(type) {
+				case *appsv1.StatefulSet:
+					w.Generation, w.Status.ObservedGeneration = 3, 2
+				case *appsv1.Deployment:
+					w.Generation, w.Status.ObservedGeneration = 3, 2
+				}
+			}
 			full := newFixture(t, d.objects...)
 			var trimmed []runtime.Object
 			for _, o := range d.objects {
@@ -54,5 +65,6 @@ func nodeView(n *nodeops.Node) map[string]any {
 		"claim": n.DataClaim, "subPath": n.DataSubPath, "storageClass": n.StorageClass, "size": n.Size.String(),
 		"accessModes": n.AccessModes, "configMap": n.ConfigMap, "account": n.AccountConfigMap,
 		"crypto": n.Crypto, "consensus": n.Consensus, "configPath": n.ConfigPath(),
+		"observed": n.Workload.Observed, "controllerSawSpec": n.Workload.ControllerSawSpec(),
 	}
 }

@@ -68,7 +68,16 @@ type Workload struct {
 	Template *corev1.PodTemplateSpec
 	// ClaimTemplates are a StatefulSet's volumeClaimTemplates.
 	ClaimTemplates []corev1.PersistentVolumeClaim
+	// Observed is the generation its controller last acted on
+	// (status.observedGeneration).
+	Observed int64
 }
+
+// ControllerSawSpec reports whether the workload's controller (the
+// StatefulSet or Deployment controller) has acted on its current spec: after
+// a stop, whether the pods still there are left behind by it or not yet
+// reached.
+func (w *Workload) ControllerSawSpec() bool { return w.Observed >= w.Object.GetGeneration() }
 
 // Key identifies the workload in its namespace; locks are taken on it.
 func (w *Workload) Key() string { return w.Kind + "/" + w.Name }

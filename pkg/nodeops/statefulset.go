@@ -45,6 +45,7 @@ func StatefulSetWorkload(sts *appsv1.StatefulSet) *Workload {
 		Selector:       selector,
 		Template:       &sts.Spec.Template,
 		ClaimTemplates: sts.Spec.VolumeClaimTemplates,
+		Observed:       sts.Status.ObservedGeneration,
 	}
 }
 
@@ -55,7 +56,7 @@ func DeploymentWorkload(d *appsv1.Deployment) *Workload {
 	if err != nil {
 		selector = nil
 	}
-	return &Workload{Kind: "Deployment", Name: d.Name, Object: d, Replicas: replicasOf(d.Spec.Replicas), Selector: selector, Template: &d.Spec.Template}
+	return &Workload{Kind: "Deployment", Name: d.Name, Object: d, Replicas: replicasOf(d.Spec.Replicas), Selector: selector, Template: &d.Spec.Template, Observed: d.Status.ObservedGeneration}
 }
 
 // replicasOf applies the apiserver's default of one replica.
