@@ -270,7 +270,7 @@ func (r *report) markdown(c *config) string {
 	}
 	p("\nA phase runs from the end of the previous one until every CR of it is finished, its finalizer removed, the operator's queues empty and no request sent for a second. Peak RSS is sampled every 100 ms; VmHWM is the process's lifetime peak. CPU: utime+stime from /proc/<pid>/stat.\n\n")
 
-	for _, res := range []*phaseResult{r.fallback, r.mixed} {
+	for _, res := range append(slices.Clone(r.fallbacks), r.mixed) {
 		if res == nil || res.operator == nil {
 			continue
 		}
