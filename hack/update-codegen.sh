@@ -7,6 +7,9 @@ set -o errexit -o nounset -o pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "${ROOT}"
 MODULE="$(go list -m)"
+# go list names the module's directory only once it is in the module cache:
+# on a fresh machine it is not until something downloads it.
+go mod download k8s.io/code-generator
 CODEGEN_PKG="$(go list -m -f '{{.Dir}}' k8s.io/code-generator)"
 
 # kube_codegen.sh installs the generators into GOBIN; keep them out of the
