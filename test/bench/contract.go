@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,7 +23,6 @@ import (
 	"github.com/cita-cloud/cita-node-operator/pkg/controller"
 	citascheme "github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned/scheme"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
-	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
 )
 
 // runContract is the floor plus what DESIGN asks of an operation, without
@@ -137,21 +135,8 @@ func (e *env) contractOne(ctx context.Context, recorder record.EventRecorder, cr
 	}
 	recorder.Eventf(cr, corev1.EventTypeNormal, "Stopping", "scaling %s to 0 (was 1 replicas)", workload)
 
-	if err := e.notify.waitFor(ctx, "pod/"+name, 5*time.Minute, func() bool {
-		pods, err := node.Pods(e.listers.Pods)
-		return err == nil && len(pods) == 0
-	}); err != nil {
-		return fmt.Errorf("pod not gone: %w", err)
-	}
-	args := jobargs.Args{
-		Op:          jobargs.OpFallback,
-		NodeRoot:    jobargs.NodeRootMountPath,
-		ConfigPath:  node.ConfigPath(),
-		BlockHeight: fallbackHeight,
-		Crypto:      node.Crypto,
-		Consensus:   node.Consensus,
-	}
-	if err := args.Validate(); err != nil {
+	args, err := e.stoppedForFallback(ctx, node)
+	if err != nil {
 		return err
 	}
 	job := nodeops.Job(nodeops.JobRequest{
@@ -175,26 +160,12 @@ func (e *env) contractOne(ctx context.Context, recorder record.EventRecorder, cr
 	}
 	recorder.Eventf(cr, corev1.EventTypeNormal, "Running", "Job %s created", job.Name)
 
-	var (
-		ok     bool
-		result string
-	)
-	if err := e.notify.waitFor(ctx, "job/"+job.Name, 5*time.Minute, func() bool {
-		obj, exists, err := e.jobs.GetByKey(benchNS + "/" + job.Name)
-		if err != nil || !exists {
-			return false
-		}
-		var done bool
-		if done, ok = jobDone(obj.(*batchv1.Job)); !done || !ok {
-			return done
-		}
+	var result string
+	if err := e.waitJob(ctx, job.Name, func() (err error) {
 		result, err = e.jobResult(job.Name)
-		return err == nil
+		return err
 	}); err != nil {
-		return fmt.Errorf("job: %w", err)
-	}
-	if !ok {
-		return fmt.Errorf("job %s failed", job.Name)
+		return err
 	}
 	// The release is the operator's: guarded by the lock and the replicas
 	// the cache shows; a cache behind them costs a retry.

@@ -63,20 +63,14 @@ func (e *env) runFloor(ctx context.Context, nodes []string) (*phaseResult, error
 	return res, nil
 }
 
-func (e *env) floorOne(ctx context.Context, name string, deadline int64) error {
-	node, err := nodeops.Locate(e.listers, nodeops.Target{Namespace: benchNS, Chain: benchChain, Name: name, Method: citav1.DeployMethodCloudConfig})
-	if err != nil {
-		return err
-	}
-	sts := e.kube.AppsV1().StatefulSets(benchNS)
-	if _, err := sts.Patch(ctx, name, types.MergePatchType, []byte(`{"spec":{"replicas":0}}`), metav1.PatchOptions{}); err != nil {
-		return err
-	}
-	if err := e.notify.waitFor(ctx, "pod/"+name, 5*time.Minute, func() bool {
+// stoppedForFallback waits until the stopped node's pod is gone and returns
+// the arguments of its fallback Job, as the operator builds them.
+func (e *env) stoppedForFallback(ctx context.Context, node *nodeops.Node) (jobargs.Args, error) {
+	if err := e.notify.waitFor(ctx, "pod/"+node.Name, 5*time.Minute, func() bool {
 		pods, err := node.Pods(e.listers.Pods)
 		return err == nil && len(pods) == 0
 	}); err != nil {
-		return fmt.Errorf("pod not gone: %w", err)
+		return jobargs.Args{}, fmt.Errorf("pod not gone: %w", err)
 	}
 	args := jobargs.Args{
 		Op:          jobargs.OpFallback,
@@ -86,7 +80,43 @@ func (e *env) floorOne(ctx context.Context, name string, deadline int64) error {
 		Crypto:      node.Crypto,
 		Consensus:   node.Consensus,
 	}
-	if err := args.Validate(); err != nil {
+	return args, args.Validate()
+}
+
+// waitJob waits until the Job has finished and, if it succeeded, until
+// done (if set) accepts it; it fails if the Job failed.
+func (e *env) waitJob(ctx context.Context, name string, done func() error) error {
+	var ok bool
+	if err := e.notify.waitFor(ctx, "job/"+name, 5*time.Minute, func() bool {
+		obj, exists, err := e.jobs.GetByKey(benchNS + "/" + name)
+		if err != nil || !exists {
+			return false
+		}
+		var finished bool
+		if finished, ok = jobDone(obj.(*batchv1.Job)); !finished || !ok || done == nil {
+			return finished
+		}
+		return done() == nil
+	}); err != nil {
+		return fmt.Errorf("job: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("job %s failed", name)
+	}
+	return nil
+}
+
+func (e *env) floorOne(ctx context.Context, name string, deadline int64) error {
+	node, err := nodeops.Locate(e.listers, nodeops.Target{Namespace: benchNS, Chain: benchChain, Name: name, Method: citav1.DeployMethodCloudConfig})
+	if err != nil {
+		return err
+	}
+	sts := e.kube.AppsV1().StatefulSets(benchNS)
+	if _, err := sts.Patch(ctx, name, types.MergePatchType, []byte(`{"spec":{"replicas":0}}`), metav1.PatchOptions{}); err != nil {
+		return err
+	}
+	args, err := e.stoppedForFallback(ctx, node)
+	if err != nil {
 		return err
 	}
 	owner := node.Workload.Object
@@ -105,20 +135,8 @@ func (e *env) floorOne(ctx context.Context, name string, deadline int64) error {
 	if _, err := e.kube.BatchV1().Jobs(benchNS).Create(ctx, job, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	var ok bool
-	if err := e.notify.waitFor(ctx, "job/"+job.Name, 5*time.Minute, func() bool {
-		obj, exists, err := e.jobs.GetByKey(benchNS + "/" + job.Name)
-		if err != nil || !exists {
-			return false
-		}
-		var done bool
-		done, ok = jobDone(obj.(*batchv1.Job))
-		return done
-	}); err != nil {
-		return fmt.Errorf("job: %w", err)
-	}
-	if !ok {
-		return fmt.Errorf("job %s failed", job.Name)
+	if err := e.waitJob(ctx, job.Name, nil); err != nil {
+		return err
 	}
 	_, err = sts.Patch(ctx, name, types.MergePatchType, []byte(`{"spec":{"replicas":1}}`), metav1.PatchOptions{})
 	return err
