@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 
@@ -187,8 +188,8 @@ func annotationPath(key string) string {
 // write; if someone else scaled it meanwhile, their count is left alone.
 //
 // Unlike LockPatch it is guarded by what the release depends on, not by the
-// resourceVersion: a JSON patch that first tests the lock's holder and the
-// replica count the cache shows. The workload's own controller writes its
+// resourceVersion: a JSON patch that first tests the object (its UID), the
+// lock's holder (name and UID) and the replica count the cache shows. The workload's own controller writes its
 // status while the node is stopped, under load long after the node's pods
 // are gone (84 s after the stop in the N=500 bench), and a resourceVersion
 // would refuse the start for that write alone. A test that fails (someone
@@ -198,8 +199,13 @@ func annotationPath(key string) string {
 func ReleasePatch(w *Workload) Patch {
 	a := w.Object.GetAnnotations()
 	var ops []jsonPatchOp
-	if uid, ok := a[AnnotationHolderUID]; ok {
-		ops = append(ops, jsonPatchOp{Op: "test", Path: annotationPath(AnnotationHolderUID), Value: uid})
+	if uid := w.Object.GetUID(); uid != "" {
+		ops = append(ops, jsonPatchOp{Op: "test", Path: "/metadata/uid", Value: string(uid)})
+	}
+	for _, k := range []string{AnnotationHolder, AnnotationHolderUID} {
+		if v, ok := a[k]; ok {
+			ops = append(ops, jsonPatchOp{Op: "test", Path: annotationPath(k), Value: v})
+		}
 	}
 	ops = append(ops, jsonPatchOp{Op: "test", Path: "/spec/replicas", Value: w.Replicas})
 	for _, k := range lockAnnotations {
@@ -244,17 +250,21 @@ func PatchWorkload(ctx context.Context, c kubernetes.Interface, w *Workload, nam
 // testFailed reports whether the apiserver refused a JSON patch because it
 // does not apply to the stored object: a path it tests holds another value,
 // or a path it removes is gone. The apiserver answers that with a bare 422
-// (the patch library's message stays on the server: no object named, no
-// causes), where a refusal by validation or admission names the object and
-// its causes.
+// and a fixed message (the patch library's own stays on the server: no
+// object named, no causes), where a refusal by validation or admission
+// names the object or its causes, or says who refused.
 func testFailed(err error) bool {
 	var status apierrors.APIStatus
 	if !apierrors.IsInvalid(err) || !errors.As(err, &status) {
 		return false
 	}
-	d := status.Status().Details
-	return d == nil || (d.Name == "" && len(d.Causes) == 0)
+	s := status.Status()
+	d := s.Details
+	return s.Message == patchNotApplied && (d == nil || (d.Name == "" && len(d.Causes) == 0))
 }
+
+// patchNotApplied is the message of the apiserver's bare 422.
+var patchNotApplied = apierrors.NewGenericServerResponse(http.StatusUnprocessableEntity, "", schema.GroupResource{}, "", "", 0, false).ErrStatus.Message
 
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)

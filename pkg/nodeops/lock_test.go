@@ -155,7 +155,15 @@ func TestLockPatch(t *testing.T) {
 }
 
 func TestReleasePatch(t *testing.T) {
-	holderUID := map[string]any{"op": "test", "path": "/metadata/annotations/citacloud.rivtower.com~1operation-uid", "value": "uid-b1"}
+	sameObject := map[string]any{"op": "test", "path": "/metadata/uid", "value": "uid-sts-node0"}
+	holderIs := func(holder string) []any {
+		return []any{
+			sameObject,
+			map[string]any{"op": "test", "path": "/metadata/annotations/citacloud.rivtower.com~1operation", "value": holder},
+			map[string]any{"op": "test", "path": "/metadata/annotations/citacloud.rivtower.com~1operation-uid", "value": "uid-b1"},
+		}
+	}
+	holderUID := holderIs("Backup/b1")
 	replicasAre := func(n float64) map[string]any {
 		return map[string]any{"op": "test", "path": "/spec/replicas", "value": n}
 	}
@@ -210,7 +218,7 @@ func TestReleasePatch(t *testing.T) {
 				AnnotationHolder: "Switchover/s1", AnnotationHolderUID: "uid-b1", AnnotationAccount: "acc", AnnotationNode: "cloud-config/c/n",
 				"meta.helm.sh/release-name": "chain",
 			}),
-			want: ops(holderUID, replicasAre(1), remove(AnnotationHolder, AnnotationHolderUID, AnnotationAccount, AnnotationNode)),
+			want: ops(holderIs("Switchover/s1"), replicasAre(1), remove(AnnotationHolder, AnnotationHolderUID, AnnotationAccount, AnnotationNode)),
 		},
 		"unreadable recorded replicas: starts one": {
 			sts:  stsWith(ptr.To[int32](0), stopped("three")),
@@ -222,7 +230,7 @@ func TestReleasePatch(t *testing.T) {
 		},
 		"not locked at all: tests the replicas, changes nothing": {
 			sts:  stsWith(ptr.To[int32](1), nil),
-			want: ops(replicasAre(1)),
+			want: ops(sameObject, replicasAre(1)),
 		},
 	}
 	for name, tc := range tests {
@@ -306,6 +314,14 @@ func TestReleaseAfterAChangeSinceTheCache(t *testing.T) {
 				delete(s.Annotations, AnnotationHolder)
 				delete(s.Annotations, AnnotationHolderUID)
 			},
+			wantConflict: true,
+		},
+		"the lock was taken over by a namesake with the same UID annotation": {
+			change:       func(s *appsv1.StatefulSet) { s.Annotations[AnnotationHolder] = "Switchover/other" },
+			wantConflict: true,
+		},
+		"the workload was replaced": {
+			change:       func(s *appsv1.StatefulSet) { s.UID = "uid-new" },
 			wantConflict: true,
 		},
 		"the recorded replicas were removed": {
@@ -583,18 +599,27 @@ func TestRecordedNode(t *testing.T) {
 }
 
 // TestRefusedReleaseIsNotAlwaysAConflict: a release refused by validation
-// or admission (the object and causes named) is that refusal, not a
-// conflict to retry as if the cache were behind.
+// or admission (the object and causes named, or a webhook's own 422) is that
+// refusal, not a conflict to retry as if the cache were behind.
 func TestRefusedReleaseIsNotAlwaysAConflict(t *testing.T) {
 	sts := stsWith(ptr.To[int32](0), map[string]string{AnnotationHolder: "Backup/b1", AnnotationHolderUID: "uid-b1", AnnotationReplicas: "3"})
-	c := fake.NewClientset(sts)
-	refusal := apierrors.NewInvalid(schema.GroupKind{Group: "apps", Kind: "StatefulSet"}, sts.Name, field.ErrorList{
-		field.Forbidden(field.NewPath("spec", "replicas"), "denied by policy scale-freeze"),
-	})
-	c.PrependReactor("patch", "statefulsets", func(core.Action) (bool, runtime.Object, error) { return true, nil, refusal })
-	w := StatefulSetWorkload(sts)
-	_, err := PatchWorkload(context.Background(), c, w, ns, ReleasePatch(w))
-	if apierrors.IsConflict(err) || !apierrors.IsInvalid(err) {
-		t.Errorf("release refused by validation = %v, want that refusal, not a conflict", err)
+	for name, refusal := range map[string]error{
+		"validation": apierrors.NewInvalid(schema.GroupKind{Group: "apps", Kind: "StatefulSet"}, sts.Name, field.ErrorList{
+			field.Forbidden(field.NewPath("spec", "replicas"), "denied by policy scale-freeze"),
+		}),
+		"a webhook's bare 422": &apierrors.StatusError{ErrStatus: metav1.Status{
+			Status: metav1.StatusFailure, Code: http.StatusUnprocessableEntity, Reason: metav1.StatusReasonInvalid,
+			Message: `admission webhook "freeze.example.com" denied the request: scaling is frozen`,
+		}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := fake.NewClientset(sts)
+			c.PrependReactor("patch", "statefulsets", func(core.Action) (bool, runtime.Object, error) { return true, nil, refusal })
+			w := StatefulSetWorkload(sts)
+			_, err := PatchWorkload(context.Background(), c, w, ns, ReleasePatch(w))
+			if apierrors.IsConflict(err) || !apierrors.IsInvalid(err) {
+				t.Errorf("release refused = %v, want that refusal, not a conflict", err)
+			}
+		})
 	}
 }
