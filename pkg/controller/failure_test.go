@@ -272,6 +272,28 @@ func TestStopWhileTheWorkloadControllerIsLate(t *testing.T) {
 	}
 }
 
+// TestStopTimeoutNamesALateController: a stop that times out while the
+// workload's controller never acted on it says so, so that it is told from
+// a stuck pod; the node is started again all the same.
+func TestStopTimeoutNamesALateController(t *testing.T) {
+	for _, d := range deployments() {
+		t.Run(string(d.method), func(t *testing.T) {
+			cr := fallbackOn(d)
+			f := newFixture(t, append([]runtime.Object{cr}, d.objects...)...)
+			f.mustSync("BlockHeightFallback", "fb")
+			f.mustSync("BlockHeightFallback", "fb") // stop
+			f.setGenerations(d, 2, 1)
+			f.clock.Step(f.c.cfg.StopTimeout)
+			st := runToEnd(t, f, "BlockHeightFallback", "fb", cr)
+			assertFailed(t, st, ReasonStopTimeout, "never acted on the stop")
+			if !strings.Contains(st.Message, "at generation 2, its status at 1") {
+				t.Errorf("message %q does not give the generations", st.Message)
+			}
+			assertStartedWith(t, f, d, d.replicas)
+		})
+	}
+}
+
 // setGenerations plays the workload's controller: the workload's spec at
 // generation, its controller having acted on observed.
 func (f *fixture) setGenerations(d deployed, generation, observed int64) {

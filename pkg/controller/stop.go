@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -92,7 +93,14 @@ func (c *Controller) stopNodes(ctx context.Context, op *operation, nodes []*node
 	}
 	elapsed := c.clock.Since(since)
 	if elapsed >= c.cfg.StopTimeout {
-		c.fail(op, ReasonStopTimeout, "pod %s of the node was still there %s after the node was scaled to 0", left[0].Name, c.cfg.StopTimeout)
+		why := ""
+		for _, n := range nodes {
+			if !n.Workload.ControllerSawSpec() {
+				why = fmt.Sprintf(" (the %s controller never acted on the stop: %s is at generation %d, its status at %d)", n.Workload.Kind, n.Workload.Key(), n.Workload.Object.GetGeneration(), n.Workload.Observed)
+				break
+			}
+		}
+		c.fail(op, ReasonStopTimeout, "pod %s of the node was still there %s after the node was scaled to 0%s", left[0].Name, c.cfg.StopTimeout, why)
 		return false, 0, nil
 	}
 	// Pods are left behind when the workload's controller has acted on the
