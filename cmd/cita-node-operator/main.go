@@ -77,7 +77,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of /metrics; 0 disables")
 	fs.StringVar(&o.healthAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz; 0 disables")
 	fs.StringVar(&o.JobImage, "job-image", o.JobImage, "image of the operations' Jobs (cita-node-job + cloud-op)")
-	fs.DurationVar(&o.StopGracePeriod, "stop-grace-period", o.StopGracePeriod, "delete a stopped node's pods still present after this")
+	fs.DurationVar(&o.StopGracePeriod, "stop-grace-period", o.StopGracePeriod, "delete a stopped node's pods still present this long after the stop, once its workload's controller has acted on the stop")
 	fs.DurationVar(&o.StopTimeout, "stop-timeout", o.StopTimeout, "fail an operation whose node has not stopped after this")
 	fs.DurationVar(&o.JobStartTimeout, "job-start-timeout", o.JobStartTimeout, "fail an operation whose Job pod cannot start for this long")
 	fs.DurationVar(&o.JobActiveDeadline, "job-deadline", o.JobActiveDeadline, "active deadline of an operation's Job")
