@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	core "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
@@ -267,6 +268,46 @@ func TestStopWhileTheWorkloadControllerIsLate(t *testing.T) {
 			f.mustSync("BlockHeightFallback", "fb")
 			if diff := cmp.Diff([]string{d.pod}, deletes); diff != "" {
 				t.Fatalf("deletes once the controller acted on the stop (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestStopGraceAsksTheAPIServer: past the grace period a pod the cache still
+// shows as live is first read from the apiserver; one the workload's
+// controller is already deleting (the cache behind it) is not deleted again
+// and no PodDeleted Warning is written.
+func TestStopGraceAsksTheAPIServer(t *testing.T) {
+	for _, d := range deployments() {
+		t.Run(string(d.method), func(t *testing.T) {
+			cr := fallbackOn(d)
+			f := newFixture(t, append([]runtime.Object{cr}, d.objects...)...)
+			f.mustSync("BlockHeightFallback", "fb")
+			f.mustSync("BlockHeightFallback", "fb") // stop
+			f.events()
+			// The controller's delete reaches the store, not the cache.
+			podsGVR := corev1.SchemeGroupVersion.WithResource("pods")
+			stored, err := f.kube.Tracker().Get(podsGVR, ns, d.pod)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pod := stored.(*corev1.Pod)
+			pod.DeletionTimestamp = &metav1.Time{Time: f.clock.Now()}
+			if err := f.kube.Tracker().Update(podsGVR, pod, ns); err != nil {
+				t.Fatal(err)
+			}
+			f.clock.Step(f.c.cfg.StopGracePeriod + time.Second)
+			f.clearWrites()
+			if err := f.c.syncOperation(f.ctx, f.c.kindByName["BlockHeightFallback"], cache.ObjectName{Namespace: ns, Name: "fb"}); err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range f.writes() {
+				if strings.HasPrefix(w, "delete pods") {
+					t.Errorf("a pod its controller is deleting was deleted again: %s", w)
+				}
+			}
+			if ev := strings.Join(f.events(), "\n"); strings.Contains(ev, "PodDeleted") {
+				t.Errorf("a PodDeleted event with no pod deleted: %s", ev)
 			}
 		})
 	}

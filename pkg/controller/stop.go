@@ -115,7 +115,17 @@ func (c *Controller) stopNodes(ctx context.Context, op *operation, nodes []*node
 			if p.DeletionTimestamp != nil {
 				continue
 			}
-			err := c.kube.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}})
+			// The pod cache may be behind the controller's own delete
+			// (under load, behind the workload's status that says it
+			// acted): ask the apiserver before deleting.
+			live, err := c.kube.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) || (err == nil && (live.UID != p.UID || live.DeletionTimestamp != nil)) {
+				continue
+			}
+			if err != nil {
+				return false, 0, err
+			}
+			err = c.kube.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}})
 			if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 				return false, 0, err
 			}
