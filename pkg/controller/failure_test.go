@@ -201,15 +201,23 @@ func TestDeletedMidOperation(t *testing.T) {
 	}
 }
 
+// stoppedByFallback is a BlockHeightFallback on d that has just stopped the
+// node (finalizer, then lock and stop), its pods still there.
+func stoppedByFallback(t *testing.T, d deployed) (*fixture, object) {
+	t.Helper()
+	cr := fallbackOn(d)
+	f := newFixture(t, append([]runtime.Object{cr}, d.objects...)...)
+	f.mustSync("BlockHeightFallback", "fb")
+	f.mustSync("BlockHeightFallback", "fb") // stop
+	return f, cr
+}
+
 // TestStopThatStalls: a pod that stays after the scale-down is deleted with
 // a UID precondition after the grace period; one that is still there at
 // the stop timeout fails the operation and the node is started again.
 func TestStopThatStalls(t *testing.T) {
 	d := deployments()[0]
-	cr := fallbackOn(d)
-	f := newFixture(t, append([]runtime.Object{cr}, d.objects...)...)
-	f.mustSync("BlockHeightFallback", "fb")
-	f.mustSync("BlockHeightFallback", "fb") // stop
+	f, cr := stoppedByFallback(t, d)
 	var deletes []core.DeleteActionImpl
 	f.kube.PrependReactor("delete", "pods", func(a core.Action) (bool, runtime.Object, error) {
 		deletes = append(deletes, a.(core.DeleteActionImpl))
@@ -245,10 +253,7 @@ func TestStopThatStalls(t *testing.T) {
 func TestStopWhileTheWorkloadControllerIsLate(t *testing.T) {
 	for _, d := range deployments() {
 		t.Run(string(d.method), func(t *testing.T) {
-			cr := fallbackOn(d)
-			f := newFixture(t, append([]runtime.Object{cr}, d.objects...)...)
-			f.mustSync("BlockHeightFallback", "fb")
-			f.mustSync("BlockHeightFallback", "fb") // stop
+			f, _ := stoppedByFallback(t, d)
 			// The stop is generation 2; the controller acted on 1.
 			f.setGenerations(d, 2, 1)
 			var deletes []string
@@ -280,10 +285,7 @@ func TestStopWhileTheWorkloadControllerIsLate(t *testing.T) {
 func TestStopGraceAsksTheAPIServer(t *testing.T) {
 	for _, d := range deployments() {
 		t.Run(string(d.method), func(t *testing.T) {
-			cr := fallbackOn(d)
-			f := newFixture(t, append([]runtime.Object{cr}, d.objects...)...)
-			f.mustSync("BlockHeightFallback", "fb")
-			f.mustSync("BlockHeightFallback", "fb") // stop
+			f, _ := stoppedByFallback(t, d)
 			f.events()
 			// The controller's delete reaches the store, not the cache.
 			podsGVR := corev1.SchemeGroupVersion.WithResource("pods")
@@ -319,10 +321,7 @@ func TestStopGraceAsksTheAPIServer(t *testing.T) {
 func TestStopTimeoutNamesALateController(t *testing.T) {
 	for _, d := range deployments() {
 		t.Run(string(d.method), func(t *testing.T) {
-			cr := fallbackOn(d)
-			f := newFixture(t, append([]runtime.Object{cr}, d.objects...)...)
-			f.mustSync("BlockHeightFallback", "fb")
-			f.mustSync("BlockHeightFallback", "fb") // stop
+			f, cr := stoppedByFallback(t, d)
 			f.setGenerations(d, 2, 1)
 			f.clock.Step(f.c.cfg.StopTimeout)
 			st := runToEnd(t, f, "BlockHeightFallback", "fb", cr)
