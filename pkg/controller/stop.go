@@ -68,8 +68,10 @@ func (c *Controller) stopNodes(ctx context.Context, op *operation, nodes []*node
 	}
 
 	// left: the nodes' pods still there; behind: those of them whose
-	// workload's controller has seen the stop and not removed them.
+	// workload's controller has seen the stop and not removed them; late:
+	// the first workload whose controller has not acted on the stop yet.
 	var left, behind []*corev1.Pod
+	var late *nodeops.Workload
 	for _, n := range nodes {
 		pods, err := n.Pods(c.listers.Pods)
 		if err != nil {
@@ -78,6 +80,8 @@ func (c *Controller) stopNodes(ctx context.Context, op *operation, nodes []*node
 		left = append(left, pods...)
 		if n.Workload.ControllerSawSpec() {
 			behind = append(behind, pods...)
+		} else if late == nil {
+			late = n.Workload
 		}
 	}
 	if len(left) == 0 {
@@ -94,11 +98,8 @@ func (c *Controller) stopNodes(ctx context.Context, op *operation, nodes []*node
 	elapsed := c.clock.Since(since)
 	if elapsed >= c.cfg.StopTimeout {
 		why := ""
-		for _, n := range nodes {
-			if !n.Workload.ControllerSawSpec() {
-				why = fmt.Sprintf(" (the %s controller never acted on the stop: %s is at generation %d, its status at %d)", n.Workload.Kind, n.Workload.Key(), n.Workload.Object.GetGeneration(), n.Workload.Observed)
-				break
-			}
+		if late != nil {
+			why = fmt.Sprintf(" (the %s controller never acted on the stop: %s is at generation %d, its status at %d)", late.Kind, late.Key(), late.Object.GetGeneration(), late.Observed)
 		}
 		c.fail(op, ReasonStopTimeout, "pod %s of the node was still there %s after the node was scaled to 0%s", left[0].Name, c.cfg.StopTimeout, why)
 		return false, 0, nil
