@@ -35,6 +35,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/cita-cloud/cita-node-operator/pkg/controller"
+	"github.com/cita-cloud/cita-node-operator/pkg/controller/operations"
 	"github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned"
 	citascheme "github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned/scheme"
 	citainformers "github.com/cita-cloud/cita-node-operator/pkg/generated/informers/externalversions"
@@ -55,11 +56,11 @@ type options struct {
 	retryPeriod       time.Duration
 	metricsAddr       string
 	healthAddr        string
-	controller.Config // job image, timeouts
+	operations.Config // job image, timeouts
 }
 
 func parseFlags(args []string) (*options, error) {
-	o := &options{Config: controller.DefaultConfig()}
+	o := &options{Config: operations.DefaultConfig()}
 	fs := flag.NewFlagSet("cita-node-operator", flag.ContinueOnError)
 	klog.InitFlags(fs)
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file; empty: in-cluster config (or $KUBECONFIG)")
@@ -246,7 +247,7 @@ func runController(ctx context.Context, o *options, kube kubernetes.Interface, c
 	recorder := broadcaster.NewRecorder(scheme, corev1.EventSource{Component: "cita-node-operator"})
 
 	v1 := citaFactory.Citacloud().V1()
-	c, err := controller.NewController(ctx, kube, cita, controller.Informers{
+	c, err := operations.NewController(ctx, kube, cita, operations.Informers{
 		StatefulSets:         kubeFactory.Apps().V1().StatefulSets(),
 		Deployments:          kubeFactory.Apps().V1().Deployments(),
 		Pods:                 kubeFactory.Core().V1().Pods(),

@@ -20,7 +20,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
-	"github.com/cita-cloud/cita-node-operator/pkg/controller"
+	"github.com/cita-cloud/cita-node-operator/pkg/controller/operations"
 	citascheme "github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned/scheme"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
 )
@@ -56,7 +56,7 @@ func (e *env) runContract(ctx context.Context, nodes []string, round int) (*phas
 	defer broadcaster.Shutdown()
 	recorder := broadcaster.NewRecorder(scheme, corev1.EventSource{Component: "cita-node-operator"})
 
-	deadline := int64(controller.DefaultConfig().JobActiveDeadline / time.Second)
+	deadline := int64(operations.DefaultConfig().JobActiveDeadline / time.Second)
 	var wg sync.WaitGroup
 	errs := make([]error, len(nodes))
 	api0, cpu0 := e.apiLoadNow(ctx), e.cpuNow()

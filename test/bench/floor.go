@@ -15,7 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
-	"github.com/cita-cloud/cita-node-operator/pkg/controller"
+	"github.com/cita-cloud/cita-node-operator/pkg/controller/operations"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
 )
@@ -30,7 +30,7 @@ const floorJobSuffix = "floor"
 // it completes, scale back up (1 patch). Per node: start → scaled back up.
 func (e *env) runFloor(ctx context.Context, nodes []string) (*phaseResult, error) {
 	res := &phaseResult{name: "floor", latencies: make([]time.Duration, len(nodes))}
-	defaults := controller.DefaultConfig()
+	defaults := operations.DefaultConfig()
 	var wg sync.WaitGroup
 	errs := make([]error, len(nodes))
 	api0, cpu0 := e.apiLoadNow(ctx), e.cpuNow()

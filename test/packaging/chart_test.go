@@ -13,7 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
-	"github.com/cita-cloud/cita-node-operator/pkg/controller"
+	"github.com/cita-cloud/cita-node-operator/pkg/controller/operations"
 )
 
 func TestHelmLint(t *testing.T) {
@@ -300,8 +300,8 @@ func TestFinalizerPolicy(t *testing.T) {
 				t.Fatalf("mutations %+v, want one JSONPatch", p.Spec.Mutations)
 			}
 			expr := p.Spec.Mutations[0].JSONPatch.Expression
-			if got := strings.Count(expr, strconv.Quote(controller.Finalizer)); got != 3 {
-				t.Errorf("the expression names %q %d times, want 3 (the operator's finalizer):\n%s", controller.Finalizer, got, expr)
+			if got := strings.Count(expr, strconv.Quote(operations.Finalizer)); got != 3 {
+				t.Errorf("the expression names %q %d times, want 3 (the operator's finalizer):\n%s", operations.Finalizer, got, expr)
 			}
 			b := convert[admissionregistrationv1.MutatingAdmissionPolicyBinding](t, binding)
 			if b.Spec.PolicyName != p.Name {

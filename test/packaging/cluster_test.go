@@ -19,7 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
-	"github.com/cita-cloud/cita-node-operator/pkg/controller"
+	"github.com/cita-cloud/cita-node-operator/pkg/controller/operations"
 	"github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned"
 	"github.com/cita-cloud/cita-node-operator/test/fixtures"
 	"github.com/cita-cloud/cita-node-operator/test/localcluster"
@@ -142,9 +142,9 @@ func TestChartOnLocalCluster(t *testing.T) {
 			finalizers []string
 			want       []string
 		}{
-			{"policy-none", nil, []string{controller.Finalizer}},
-			{"policy-others", []string{"example.com/keep"}, []string{"example.com/keep", controller.Finalizer}},
-			{"policy-ours", []string{controller.Finalizer}, []string{controller.Finalizer}},
+			{"policy-none", nil, []string{operations.Finalizer}},
+			{"policy-others", []string{"example.com/keep"}, []string{"example.com/keep", operations.Finalizer}},
+			{"policy-ours", []string{operations.Finalizer}, []string{operations.Finalizer}},
 		} {
 			got := createFallback(t, ctx, cita, watchedNS, tc.name, tc.finalizers)
 			if diff := cmp.Diff(tc.want, got.Finalizers); diff != "" {
@@ -179,7 +179,7 @@ spec:
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff([]string{controller.Finalizer}, got.Finalizers); diff != "" {
+			if diff := cmp.Diff([]string{operations.Finalizer}, got.Finalizers); diff != "" {
 				t.Errorf("after server-side apply %d: finalizers (-want +got):\n%s", i+1, diff)
 			}
 		}

@@ -1,8 +1,8 @@
-// Package controller runs the operations: one named, rate-limited queue per
+// Package operations runs the operations: one named, rate-limited queue per
 // CR kind feeding one state machine (validate → lock → stop → run → start →
 // finish), driven by informers on the CRs and on what they touch (Jobs,
 // pods, StatefulSets, Deployments, PVCs).
-package controller
+package operations
 
 import (
 	"context"

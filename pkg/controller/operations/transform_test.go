@@ -1,4 +1,4 @@
-package controller
+package operations
 
 import (
 	"testing"
@@ -7,6 +7,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/cita-cloud/cita-node-operator/pkg/controller"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
 )
 
@@ -30,7 +31,7 @@ func TestTrimmedCacheLocatesTheSameNodes(t *testing.T) {
 			var trimmed []runtime.Object
 			for _, o := range d.objects {
 				c := o.DeepCopyObject()
-				out, err := TrimForCache(c)
+				out, err := controller.TrimForCache(c)
 				if err != nil {
 					t.Fatal(err)
 				}
