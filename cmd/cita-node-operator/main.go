@@ -18,18 +18,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
-	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -37,8 +32,6 @@ import (
 	"github.com/cita-cloud/cita-node-operator/pkg/controller"
 	"github.com/cita-cloud/cita-node-operator/pkg/controller/operations"
 	"github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned"
-	citascheme "github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned/scheme"
-	citainformers "github.com/cita-cloud/cita-node-operator/pkg/generated/informers/externalversions"
 )
 
 type options struct {
@@ -155,8 +148,7 @@ func run(ctx context.Context, o *options) error {
 	logger := klog.FromContext(ctx)
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	workqueue.SetProvider(newQueueMetrics(registry))
-	o.Metrics = registry
+	workqueue.SetProvider(controller.NewQueueMetrics(registry))
 
 	cfg, err := restConfig(o)
 	if err != nil {
@@ -183,7 +175,7 @@ func run(ctx context.Context, o *options) error {
 	serve(ctx, o.metricsAddr, "metrics", metricsMux(registry))
 
 	lead := func(ctx context.Context) {
-		if err := runController(ctx, o, kube, cita, &ready); err != nil {
+		if err := runControllers(ctx, o, kube, cita, registry, &ready); err != nil {
 			logger.Error(err, "Controller stopped")
 		}
 	}
@@ -226,53 +218,32 @@ func run(ctx context.Context, o *options) error {
 	return nil
 }
 
-func runController(ctx context.Context, o *options, kube kubernetes.Interface, cita versioned.Interface, ready *atomic.Bool) error {
+// runControllers builds the informers once, hands each controller what it
+// needs and runs them all while this process leads.
+func runControllers(ctx context.Context, o *options, kube kubernetes.Interface, cita versioned.Interface, metrics prometheus.Registerer, ready *atomic.Bool) error {
 	ready.Store(false)
-	kubeFactory := informers.NewSharedInformerFactoryWithOptions(kube, o.resync,
-		informers.WithNamespace(o.namespace), informers.WithTransform(controller.TrimForCache))
-	citaFactory := citainformers.NewSharedInformerFactoryWithOptions(cita, o.resync,
-		citainformers.WithNamespace(o.namespace), citainformers.WithTransform(controller.TrimForCache))
-
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return err
-	}
-	if err := citascheme.AddToScheme(scheme); err != nil {
-		return err
-	}
-	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	broadcaster.StartStructuredLogging(0)
-	broadcaster.StartRecordingToSink(newEventSink(ctx, &typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")}, eventWriters, eventQueueDepth))
-	defer broadcaster.Shutdown()
-	recorder := broadcaster.NewRecorder(scheme, corev1.EventSource{Component: "cita-node-operator"})
-
-	v1 := citaFactory.Citacloud().V1()
-	c, err := operations.NewController(ctx, kube, cita, operations.Informers{
-		StatefulSets:         kubeFactory.Apps().V1().StatefulSets(),
-		Deployments:          kubeFactory.Apps().V1().Deployments(),
-		Pods:                 kubeFactory.Core().V1().Pods(),
-		PVCs:                 kubeFactory.Core().V1().PersistentVolumeClaims(),
-		Jobs:                 kubeFactory.Batch().V1().Jobs(),
-		BlockHeightFallbacks: v1.BlockHeightFallbacks(),
-		Backups:              v1.Backups(),
-		Snapshots:            v1.Snapshots(),
-		Restores:             v1.Restores(),
-		Switchovers:          v1.Switchovers(),
-		ChangeOwners:         v1.ChangeOwners(),
-	}, recorder, clock.RealClock{}, o.Config)
+	recorder, stopEvents, err := controller.NewRecorder(ctx, kube, "cita-node-operator")
 	if err != nil {
 		return err
 	}
-	kubeFactory.Start(ctx.Done())
-	citaFactory.Start(ctx.Done())
-	defer kubeFactory.Shutdown()
-	defer citaFactory.Shutdown()
+	defer stopEvents()
+	deps := controller.Deps{
+		Kube: kube, Cita: cita,
+		Informers: controller.NewInformers(kube, cita, o.namespace, o.resync),
+		Recorder:  recorder, Clock: clock.RealClock{}, Metrics: metrics,
+	}
+	ops, err := operations.New(ctx, deps, o.Config)
+	if err != nil {
+		return err
+	}
+	deps.Informers.Start(ctx)
+	defer deps.Informers.Shutdown()
 	go func() {
-		kubeFactory.WaitForCacheSync(ctx.Done())
-		citaFactory.WaitForCacheSync(ctx.Done())
-		ready.Store(true)
+		if deps.Informers.WaitForCacheSync(ctx) {
+			ready.Store(true)
+		}
 	}()
-	return c.Run(ctx, o.workers)
+	return controller.RunAll(ctx, o.workers, ops)
 }
 
 func leaseMeta(o *options) metav1.ObjectMeta {

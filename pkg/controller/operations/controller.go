@@ -6,15 +6,12 @@ package operations
 
 import (
 	"context"
-	"fmt"
-	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	appsinformers "k8s.io/client-go/informers/apps/v1"
 	batchinformers "k8s.io/client-go/informers/batch/v1"
 	coreinformers "k8s.io/client-go/informers/core/v1"
@@ -28,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
+	"github.com/cita-cloud/cita-node-operator/pkg/controller"
 	"github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned"
 	citainformers "github.com/cita-cloud/cita-node-operator/pkg/generated/informers/externalversions/citacloud/v1"
 	citalisters "github.com/cita-cloud/cita-node-operator/pkg/generated/listers/citacloud/v1"
@@ -203,52 +201,40 @@ func NewController(ctx context.Context, kube kubernetes.Interface, cita versione
 	return c, nil
 }
 
+// New builds the operations controller from the process's shared
+// dependencies. It registers event handlers and indexers, so call it before
+// starting the informers.
+func New(ctx context.Context, d controller.Deps, cfg Config) (*Controller, error) {
+	k, v1 := d.Informers.Kube, d.Informers.Cita.Citacloud().V1()
+	if d.Metrics != nil {
+		cfg.Metrics = d.Metrics
+	}
+	return NewController(ctx, d.Kube, d.Cita, Informers{
+		StatefulSets:         k.Apps().V1().StatefulSets(),
+		Deployments:          k.Apps().V1().Deployments(),
+		Pods:                 k.Core().V1().Pods(),
+		PVCs:                 k.Core().V1().PersistentVolumeClaims(),
+		Jobs:                 k.Batch().V1().Jobs(),
+		BlockHeightFallbacks: v1.BlockHeightFallbacks(),
+		Backups:              v1.Backups(),
+		Snapshots:            v1.Snapshots(),
+		Restores:             v1.Restores(),
+		Switchovers:          v1.Switchovers(),
+		ChangeOwners:         v1.ChangeOwners(),
+	}, d.Recorder, d.Clock, cfg)
+}
+
 // Run waits for the caches, then runs workers per kind until ctx is done.
 // On return every worker has finished the item it was working on.
 func (c *Controller) Run(ctx context.Context, workers int) error {
-	defer utilruntime.HandleCrash()
-	logger := klog.FromContext(ctx)
-	logger.Info("Waiting for informer caches to sync")
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return fmt.Errorf("caches did not sync")
-	}
-	var wg sync.WaitGroup
+	queues := make(map[string]controller.Queue, len(c.kinds))
 	for _, k := range c.kinds {
-		for range workers {
-			wg.Go(func() {
-				for c.processNextItem(ctx, k) {
-				}
-			})
-		}
+		queues[k.name] = k.queue
 	}
-	logger.Info("Started workers", "kinds", len(c.kinds), "workersPerKind", workers)
-	<-ctx.Done()
-	logger.Info("Shutting down workers")
-	for _, k := range c.kinds {
-		k.queue.ShutDownWithDrain()
-	}
-	wg.Wait()
-	return nil
-}
-
-func (c *Controller) processNextItem(ctx context.Context, k *kind) bool {
-	key, shutdown := k.queue.Get()
-	if shutdown {
-		return false
-	}
-	defer k.queue.Done(key)
-	err := c.syncOperation(ctx, k, key)
-	if err == nil {
-		k.queue.Forget(key)
-		return true
-	}
-	if apierrors.IsConflict(err) {
-		klog.FromContext(ctx).V(4).Info("Conflict, retrying", "kind", k.name, "object", key)
-	} else {
-		utilruntime.HandleErrorWithContext(ctx, err, "Error syncing; requeuing", "kind", k.name, "object", key)
-	}
-	k.queue.AddRateLimited(key)
-	return true
+	return controller.RunQueues(ctx, workers, c.synced, queues, func(name string) func(context.Context, cache.ObjectName) error {
+		k := c.kindByName[name]
+		return func(ctx context.Context, key cache.ObjectName) error { return c.syncOperation(ctx, k, key) }
+	})
 }
 
 // configMapExists asks the apiserver: ConfigMaps are not cached, because

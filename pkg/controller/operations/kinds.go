@@ -9,9 +9,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
+	"github.com/cita-cloud/cita-node-operator/pkg/controller"
 )
 
 // crClient is the part of a generated typed client the machine uses.
@@ -28,10 +28,7 @@ func newKind[T object](name, jobSuffix string, informer cache.SharedIndexInforme
 		name:      name,
 		jobSuffix: jobSuffix,
 		informer:  informer,
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
-			workqueue.DefaultTypedControllerRateLimiter[cache.ObjectName](),
-			workqueue.TypedRateLimitingQueueConfig[cache.ObjectName]{Name: name},
-		),
+		queue:     controller.NewQueue(name),
 	}
 	_, k.writesNodeRoot = toOperation(reflect.New(reflect.TypeFor[T]().Elem()).Interface().(T)).work.(nodeRootWriter)
 	k.view = func(obj any) *operation {

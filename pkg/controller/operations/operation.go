@@ -6,10 +6,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
+	"github.com/cita-cloud/cita-node-operator/pkg/controller"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
 )
@@ -82,7 +82,7 @@ type kind struct {
 	// writesNodeRoot: the kind's Job rewrites the node root in place (its
 	// work is a nodeRootWriter); known without a CR, for an orphan's node.
 	writesNodeRoot bool
-	queue          workqueue.TypedRateLimitingInterface[cache.ObjectName]
+	queue          controller.Queue
 	informer       cache.SharedIndexInformer
 	// view wraps a cached CR (or a deletion tombstone of one) without
 	// copying it: for reading only. nil if obj is not of this kind.

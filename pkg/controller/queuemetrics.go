@@ -1,4 +1,4 @@
-package main
+package controller
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
@@ -6,7 +6,7 @@ import (
 )
 
 // queueMetrics exposes client-go's workqueue metrics, one series per named
-// queue (one queue per operation kind).
+// queue (one queue per kind of every controller).
 type queueMetrics struct {
 	depth                      *prometheus.GaugeVec
 	addsC, retriesC            *prometheus.CounterVec
@@ -14,7 +14,9 @@ type queueMetrics struct {
 	unfinished, longestRunning *prometheus.GaugeVec
 }
 
-func newQueueMetrics(r prometheus.Registerer) *queueMetrics {
+// NewQueueMetrics registers the workqueue metrics with r; pass it to
+// workqueue.SetProvider before any queue is made.
+func NewQueueMetrics(r prometheus.Registerer) workqueue.MetricsProvider {
 	label := []string{"name"}
 	buckets := prometheus.ExponentialBuckets(1e-6, 10, 11)
 	m := &queueMetrics{
