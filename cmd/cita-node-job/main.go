@@ -56,43 +56,68 @@ func run(argv []string) int {
 	return 0
 }
 
-func runOp(ctx context.Context, a jobargs.Args) (jobargs.Result, error) {
-	switch a.Op {
-	case jobargs.OpBackup:
+// runners is the binary's one runner per jobargs operation (TestEveryOpHasARunner). An
+// operation that uses cloud-op has a withCloudOp runner; every other one a plain run.
+var runners = map[jobargs.Op]runner{
+	jobargs.OpBackup: {run: func(ctx context.Context, a jobargs.Args) (jobargs.Result, error) {
 		return datamove.Backup(ctx, a.NodeRoot, a.BackupPath)
-	case jobargs.OpRestore:
+	}},
+	jobargs.OpRestore: {run: func(ctx context.Context, a jobargs.Args) (jobargs.Result, error) {
 		return datamove.Restore(ctx, datamove.RestoreOptions{Source: a.SourcePath, NodeRoot: a.NodeRoot, DeleteConsensusData: a.DeleteConsensusData})
-	case jobargs.OpRecover:
+	}},
+	jobargs.OpRecover: {run: func(ctx context.Context, a jobargs.Args) (jobargs.Result, error) {
 		note, err := datamove.RecoverNodeRoot(a.NodeRoot)
 		return jobargs.Result{Warning: note}, err
-	case jobargs.OpChown:
+	}},
+	jobargs.OpChown: {run: func(ctx context.Context, a jobargs.Args) (jobargs.Result, error) {
 		note, err := datamove.RecoverNodeRoot(a.NodeRoot)
 		if err != nil {
 			return jobargs.Result{}, err
 		}
 		n, err := datamove.Chown(ctx, a.NodeRoot, int(a.UID), int(a.GID))
 		return jobargs.Result{Changed: n, Warning: note}, err
+	}},
+	jobargs.OpFallback: {withCloudOp: func(ctx context.Context, c *datamove.CloudOp, a jobargs.Args) (jobargs.Result, error) {
+		return datamove.Fallback(ctx, c, cloudOpParams(a, ""))
+	}},
+	jobargs.OpSnapshot: {withCloudOp: func(ctx context.Context, c *datamove.CloudOp, a jobargs.Args) (jobargs.Result, error) {
+		return datamove.Snapshot(ctx, c, cloudOpParams(a, a.BackupPath))
+	}},
+	jobargs.OpSnapshotRestore: {withCloudOp: func(ctx context.Context, c *datamove.CloudOp, a jobargs.Args) (jobargs.Result, error) {
+		return datamove.SnapshotRestore(ctx, c, cloudOpParams(a, a.SourcePath))
+	}},
+}
+
+// runner does one operation: exactly one of its fields is set.
+type runner struct {
+	run func(ctx context.Context, a jobargs.Args) (jobargs.Result, error)
+	// withCloudOp runs once the image's cloud-op generation is known.
+	withCloudOp func(ctx context.Context, c *datamove.CloudOp, a jobargs.Args) (jobargs.Result, error)
+}
+
+func runOp(ctx context.Context, a jobargs.Args) (jobargs.Result, error) {
+	r, ok := runners[a.Op]
+	if !ok {
+		return jobargs.Result{}, fmt.Errorf("operation %s is not implemented", a.Op)
+	}
+	if r.run != nil {
+		return r.run(ctx, a)
 	}
 	// The cloud-op operations: ask the image's cloud-op which generation it is, once.
 	c, err := datamove.DetectCloudOp(ctx, cloudOpBinary, os.Stderr)
 	if err != nil {
 		return jobargs.Result{BlockHeight: a.BlockHeight}, err
 	}
-	p := datamove.CloudOpParams{
-		Height: a.BlockHeight, NodeRoot: a.NodeRoot, ConfigPath: a.ConfigPath,
+	return r.withCloudOp(ctx, c, a)
+}
+
+// cloudOpParams is what cloud-op needs of a; backupPath is where the snapshot is written or
+// read, empty for a fallback.
+func cloudOpParams(a jobargs.Args, backupPath string) datamove.CloudOpParams {
+	return datamove.CloudOpParams{
+		Height: a.BlockHeight, NodeRoot: a.NodeRoot, ConfigPath: a.ConfigPath, BackupPath: backupPath,
 		Crypto: a.Crypto, Consensus: a.Consensus, DeleteConsensusData: a.DeleteConsensusData,
 	}
-	switch a.Op {
-	case jobargs.OpFallback:
-		return datamove.Fallback(ctx, c, p)
-	case jobargs.OpSnapshot:
-		p.BackupPath = a.BackupPath
-		return datamove.Snapshot(ctx, c, p)
-	case jobargs.OpSnapshotRestore:
-		p.BackupPath = a.SourcePath
-		return datamove.SnapshotRestore(ctx, c, p)
-	}
-	return jobargs.Result{}, fmt.Errorf("operation %s is not implemented", a.Op)
 }
 
 // fail reports err as the one-line reason: on stderr for the Job's log and in the

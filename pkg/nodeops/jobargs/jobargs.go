@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"iter"
 	"path"
 	"slices"
 	"strconv"
@@ -59,8 +60,48 @@ const (
 	OpRecover Op = "recover"
 )
 
+// opTable declares each operation once: the flags it takes (besides termination-log, which
+// every operation takes) and whether it may run cloud-op. Ops, Parse, Command, Validate and
+// UsesCloudOp all read it; the job binary has one runner per entry.
+var opTable = []opSpec{
+	{op: OpBackup, flags: []string{"node-root", "backup-path"}},
+	{op: OpRestore, flags: []string{"node-root", "source-path", "delete-consensus-data"}},
+	{op: OpFallback, cloudOp: true,
+		flags: []string{"node-root", "config-path", "block-height", "crypto", "consensus", "delete-consensus-data"}},
+	{op: OpSnapshot, cloudOp: true,
+		flags: []string{"node-root", "config-path", "backup-path", "block-height", "crypto", "consensus"}},
+	{op: OpSnapshotRestore, cloudOp: true,
+		flags: []string{"node-root", "config-path", "source-path", "block-height", "crypto", "consensus", "delete-consensus-data"}},
+	{op: OpChown, flags: []string{"node-root", "uid", "gid"}},
+	{op: OpRecover, flags: []string{"node-root"}},
+}
+
+type opSpec struct {
+	op Op
+	// flags names the entries of flagTable the operation takes, besides the everyOp ones;
+	// Command writes them in flagTable's order.
+	flags []string
+	// cloudOp: the operation may run cloud-op (and so may need Crypto, Consensus and a
+	// config file).
+	cloudOp bool
+}
+
 // Ops lists every operation, in a stable order.
-var Ops = []Op{OpBackup, OpRestore, OpFallback, OpSnapshot, OpSnapshotRestore, OpChown, OpRecover}
+var Ops = func() []Op {
+	ops := make([]Op, len(opTable))
+	for i, s := range opTable {
+		ops[i] = s.op
+	}
+	return ops
+}()
+
+func lookupOp(o Op) (opSpec, bool) {
+	i := slices.IndexFunc(opTable, func(s opSpec) bool { return s.op == o })
+	if i < 0 {
+		return opSpec{}, false
+	}
+	return opTable[i], true
+}
 
 // Crypto and consensus kinds, as the controller reads them from the node's container images.
 // Only the legacy cloud-op generation needs them.
@@ -98,84 +139,151 @@ type Args struct {
 	TerminationLog string
 }
 
-type flagName string
+// flagTable declares each flag of the job binary once, in the order Command writes them.
+// An operation takes the flags its opTable entry names, plus the everyOp ones.
+var flagTable = []flagSpec{
+	{name: "node-root", usage: "node root directory",
+		field: func(a *Args) value { return stringValue{&a.NodeRoot, absolutePath} }},
+	{name: "config-path", usage: "node config.toml",
+		field: func(a *Args) value { return stringValue{&a.ConfigPath, absolutePath} }},
+	{name: "source-path", usage: "backup or snapshot directory to restore from",
+		field: func(a *Args) value { return stringValue{&a.SourcePath, absolutePath} }},
+	{name: "backup-path", usage: "backup or snapshot directory to write",
+		field: func(a *Args) value { return stringValue{&a.BackupPath, absolutePath} }},
+	{name: "block-height", usage: "block height",
+		field: func(a *Args) value { return intValue{&a.BlockHeight, nonNegative} }},
+	{name: "crypto", usage: "crypto: sm|eth", optional: true,
+		field: func(a *Args) value { return stringValue{&a.Crypto, oneOf(Cryptos)} }},
+	{name: "consensus", usage: "consensus: bft|raft|overlord", optional: true,
+		field: func(a *Args) value { return stringValue{&a.Consensus, oneOf(Consensuses)} }},
+	{name: "delete-consensus-data", usage: "remove raft-data-dir and overlord_wal", optional: true,
+		field: func(a *Args) value { return boolValue{&a.DeleteConsensusData} }},
+	{name: "uid", usage: "owner uid",
+		field: func(a *Args) value { return intValue{&a.UID, ownerID} }},
+	{name: "gid", usage: "owner gid",
+		field: func(a *Args) value { return intValue{&a.GID, ownerID} }},
+	{name: "termination-log", usage: "where the JSON result is written", optional: true, everyOp: true,
+		field: func(a *Args) value { return stringValue{&a.TerminationLog, absolutePath} }},
+}
 
-const (
-	flagNodeRoot            flagName = "node-root"
-	flagConfigPath          flagName = "config-path"
-	flagSourcePath          flagName = "source-path"
-	flagBackupPath          flagName = "backup-path"
-	flagBlockHeight         flagName = "block-height"
-	flagCrypto              flagName = "crypto"
-	flagConsensus           flagName = "consensus"
-	flagDeleteConsensusData flagName = "delete-consensus-data"
-	flagUID                 flagName = "uid"
-	flagGID                 flagName = "gid"
-	flagTerminationLog      flagName = "termination-log"
-)
+type flagSpec struct {
+	name, usage string
+	// field is the flag's field of a, with its kind and what it may hold.
+	field func(a *Args) value
+	// optional: Parse does not require it, Command leaves it out when zero and Validate
+	// checks it only when set. Every other flag its operation takes must be given.
+	optional bool
+	// everyOp: every operation takes it without naming it.
+	everyOp bool
+}
 
-// opFlags says which flags each operation takes (termination-log: all of them).
-var opFlags = map[Op][]flagName{
-	OpBackup:          {flagNodeRoot, flagBackupPath},
-	OpRestore:         {flagNodeRoot, flagSourcePath, flagDeleteConsensusData},
-	OpFallback:        {flagNodeRoot, flagConfigPath, flagBlockHeight, flagCrypto, flagConsensus, flagDeleteConsensusData},
-	OpSnapshot:        {flagNodeRoot, flagConfigPath, flagBackupPath, flagBlockHeight, flagCrypto, flagConsensus},
-	OpSnapshotRestore: {flagNodeRoot, flagConfigPath, flagSourcePath, flagBlockHeight, flagCrypto, flagConsensus, flagDeleteConsensusData},
-	OpChown:           {flagNodeRoot, flagUID, flagGID},
-	OpRecover:         {flagNodeRoot},
+// value is one Args field as a flag: a string, an int64 or a bool.
+type value interface {
+	define(fs *flag.FlagSet, name, usage string)
+	// arg is the field on the command line: --name=value, so that an empty value survives.
+	// A set bool is a bare --name.
+	arg(name string) string
+	isZero() bool
+	check() error
+}
+
+type stringValue struct {
+	p     *string
+	valid func(string) error
+}
+
+func (v stringValue) define(fs *flag.FlagSet, name, usage string) { fs.StringVar(v.p, name, "", usage) }
+func (v stringValue) arg(name string) string                      { return "--" + name + "=" + *v.p }
+func (v stringValue) isZero() bool                                { return *v.p == "" }
+func (v stringValue) check() error                                { return v.valid(*v.p) }
+
+type intValue struct {
+	p     *int64
+	valid func(int64) error
+}
+
+func (v intValue) define(fs *flag.FlagSet, name, usage string) { fs.Int64Var(v.p, name, 0, usage) }
+func (v intValue) arg(name string) string                      { return "--" + name + "=" + strconv.FormatInt(*v.p, 10) }
+func (v intValue) isZero() bool                                { return *v.p == 0 }
+func (v intValue) check() error                                { return v.valid(*v.p) }
+
+type boolValue struct{ p *bool }
+
+func (v boolValue) define(fs *flag.FlagSet, name, usage string) { fs.BoolVar(v.p, name, false, usage) }
+func (v boolValue) isZero() bool                                { return !*v.p }
+func (v boolValue) check() error                                { return nil }
+func (v boolValue) arg(name string) string {
+	if *v.p { // a false one is written only if the flag is required
+		return "--" + name
+	}
+	return "--" + name + "=false"
+}
+
+// The checks of flag values; Validate puts the flag's name in front.
+
+func absolutePath(p string) error {
+	if !path.IsAbs(p) {
+		return fmt.Errorf("must be an absolute path, got %q", p)
+	}
+	return nil
+}
+
+func nonNegative(n int64) error {
+	if n < 0 {
+		return fmt.Errorf("must not be negative, got %d", n)
+	}
+	return nil
+}
+
+func oneOf(set []string) func(string) error {
+	return func(s string) error {
+		if !slices.Contains(set, s) {
+			return fmt.Errorf("must be one of %v, got %q", set, s)
+		}
+		return nil
+	}
+}
+
+// ownerID: Linux ids are 32 bits and (uid_t)-1 means "leave unchanged" to chown.
+func ownerID(n int64) error {
+	if n < 0 || n >= 1<<32-1 {
+		return fmt.Errorf("must be in [0, 4294967294], got %d", n)
+	}
+	return nil
 }
 
 // takes reports whether the operation uses flag f.
-func (o Op) takes(f flagName) bool {
-	if f == flagTerminationLog {
-		return true
+func (s opSpec) takes(f flagSpec) bool {
+	return f.everyOp || slices.Contains(s.flags, f.name)
+}
+
+// flagsTaken yields the flags the operation takes, in flagTable's order.
+func (s opSpec) flagsTaken() iter.Seq[flagSpec] {
+	return func(yield func(flagSpec) bool) {
+		for _, f := range flagTable {
+			if s.takes(f) && !yield(f) {
+				return
+			}
+		}
 	}
-	return slices.Contains(opFlags[o], f)
 }
 
 // UsesCloudOp reports whether the operation may run cloud-op (and so may need Crypto,
 // Consensus and a config file).
 func (o Op) UsesCloudOp() bool {
-	return o == OpFallback || o == OpSnapshot || o == OpSnapshotRestore
+	s, _ := lookupOp(o)
+	return s.cloudOp
 }
 
 // Command is the container command that runs a: the binary, the subcommand, then every flag
 // the operation takes as --name=value (so an empty value survives), in a fixed order.
 func (a Args) Command() []string {
 	argv := []string{BinaryName, string(a.Op)}
-	add := func(f flagName, v string) { argv = append(argv, "--"+string(f)+"="+v) }
-	for _, f := range opFlags[a.Op] {
-		switch f {
-		case flagNodeRoot:
-			add(f, a.NodeRoot)
-		case flagConfigPath:
-			add(f, a.ConfigPath)
-		case flagSourcePath:
-			add(f, a.SourcePath)
-		case flagBackupPath:
-			add(f, a.BackupPath)
-		case flagBlockHeight:
-			add(f, strconv.FormatInt(a.BlockHeight, 10))
-		case flagCrypto:
-			if a.Crypto != "" {
-				add(f, a.Crypto)
-			}
-		case flagConsensus:
-			if a.Consensus != "" {
-				add(f, a.Consensus)
-			}
-		case flagDeleteConsensusData:
-			if a.DeleteConsensusData {
-				argv = append(argv, "--"+string(f))
-			}
-		case flagUID:
-			add(f, strconv.FormatInt(a.UID, 10))
-		case flagGID:
-			add(f, strconv.FormatInt(a.GID, 10))
+	s, _ := lookupOp(a.Op)
+	for f := range s.flagsTaken() {
+		if v := f.field(&a); !f.optional || !v.isZero() {
+			argv = append(argv, v.arg(f.name))
 		}
-	}
-	if a.TerminationLog != "" {
-		add(flagTerminationLog, a.TerminationLog)
 	}
 	return argv
 }
@@ -187,34 +295,15 @@ func Parse(argv []string) (Args, error) {
 		return Args{}, fmt.Errorf("usage: %s <%s> [flags]", BinaryName, opList())
 	}
 	a := Args{Op: Op(argv[1])}
-	if _, ok := opFlags[a.Op]; !ok {
+	s, ok := lookupOp(a.Op)
+	if !ok {
 		return Args{}, fmt.Errorf("unknown operation %q (want one of %s)", argv[1], opList())
 	}
 	fs := flag.NewFlagSet(BinaryName+" "+string(a.Op), flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	str := func(f flagName, p *string, usage string) {
-		if a.Op.takes(f) {
-			fs.StringVar(p, string(f), "", usage)
-		}
+	for f := range s.flagsTaken() {
+		f.field(&a).define(fs, f.name, f.usage)
 	}
-	num := func(f flagName, p *int64, usage string) {
-		if a.Op.takes(f) {
-			fs.Int64Var(p, string(f), 0, usage)
-		}
-	}
-	str(flagNodeRoot, &a.NodeRoot, "node root directory")
-	str(flagConfigPath, &a.ConfigPath, "node config.toml")
-	str(flagSourcePath, &a.SourcePath, "backup or snapshot directory to restore from")
-	str(flagBackupPath, &a.BackupPath, "backup or snapshot directory to write")
-	num(flagBlockHeight, &a.BlockHeight, "block height")
-	str(flagCrypto, &a.Crypto, "crypto: sm|eth")
-	str(flagConsensus, &a.Consensus, "consensus: bft|raft|overlord")
-	if a.Op.takes(flagDeleteConsensusData) {
-		fs.BoolVar(&a.DeleteConsensusData, string(flagDeleteConsensusData), false, "remove raft-data-dir and overlord_wal")
-	}
-	num(flagUID, &a.UID, "owner uid")
-	num(flagGID, &a.GID, "owner gid")
-	str(flagTerminationLog, &a.TerminationLog, "where the JSON result is written")
 	if err := fs.Parse(argv[2:]); err != nil {
 		return Args{}, fmt.Errorf("%s: %w", a.Op, err)
 	}
@@ -223,102 +312,37 @@ func Parse(argv []string) (Args, error) {
 	}
 	seen := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { seen[f.Name] = true })
-	for _, f := range opFlags[a.Op] {
-		if required(f) && !seen[string(f)] {
-			return Args{}, fmt.Errorf("%s: missing --%s", a.Op, f)
+	for f := range s.flagsTaken() {
+		if !f.optional && !seen[f.name] {
+			return Args{}, fmt.Errorf("%s: missing --%s", a.Op, f.name)
 		}
 	}
 	return a, a.Validate()
 }
 
-// required reports whether a flag must be given whenever its operation takes it.
-func required(f flagName) bool {
-	switch f {
-	case flagCrypto, flagConsensus, flagDeleteConsensusData, flagTerminationLog:
-		return false
-	}
-	return true
-}
-
 // Validate checks a before anything is touched, so a bad Job spec fails with a reason instead
 // of half-doing an operation.
 func (a Args) Validate() error {
-	flags, ok := opFlags[a.Op]
+	s, ok := lookupOp(a.Op)
 	if !ok {
 		return fmt.Errorf("unknown operation %q (want one of %s)", a.Op, opList())
 	}
 	var errs []error
-	abs := func(f flagName, p string) {
-		if !path.IsAbs(p) {
-			errs = append(errs, fmt.Errorf("--%s must be an absolute path, got %q", f, p))
+	for f := range s.flagsTaken() {
+		v := f.field(&a)
+		if f.optional && v.isZero() {
+			continue
+		}
+		if err := v.check(); err != nil {
+			errs = append(errs, fmt.Errorf("--%s %w", f.name, err))
 		}
 	}
-	for _, f := range flags {
-		switch f {
-		case flagNodeRoot:
-			abs(f, a.NodeRoot)
-		case flagConfigPath:
-			abs(f, a.ConfigPath)
-		case flagSourcePath:
-			abs(f, a.SourcePath)
-		case flagBackupPath:
-			abs(f, a.BackupPath)
-		case flagBlockHeight:
-			if a.BlockHeight < 0 {
-				errs = append(errs, fmt.Errorf("--%s must not be negative, got %d", f, a.BlockHeight))
-			}
-		case flagCrypto:
-			if a.Crypto != "" && !slices.Contains(Cryptos, a.Crypto) {
-				errs = append(errs, fmt.Errorf("--%s must be one of %v, got %q", f, Cryptos, a.Crypto))
-			}
-		case flagConsensus:
-			if a.Consensus != "" && !slices.Contains(Consensuses, a.Consensus) {
-				errs = append(errs, fmt.Errorf("--%s must be one of %v, got %q", f, Consensuses, a.Consensus))
-			}
-		case flagUID, flagGID:
-			v := a.UID
-			if f == flagGID {
-				v = a.GID
-			}
-			// Linux ids are 32 bits and (uid_t)-1 means "leave unchanged" to chown.
-			if v < 0 || v >= 1<<32-1 {
-				errs = append(errs, fmt.Errorf("--%s must be in [0, 4294967294], got %d", f, v))
-			}
-		}
-	}
-	if a.TerminationLog != "" {
-		abs(flagTerminationLog, a.TerminationLog)
-	}
-	for _, f := range []flagName{flagConfigPath, flagSourcePath, flagBackupPath, flagBlockHeight, flagCrypto, flagConsensus, flagDeleteConsensusData, flagUID, flagGID} {
-		if !a.Op.takes(f) && a.isSet(f) {
-			errs = append(errs, fmt.Errorf("%s does not take --%s", a.Op, f))
+	for _, f := range flagTable {
+		if !s.takes(f) && !f.field(&a).isZero() {
+			errs = append(errs, fmt.Errorf("%s does not take --%s", a.Op, f.name))
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func (a Args) isSet(f flagName) bool {
-	switch f {
-	case flagConfigPath:
-		return a.ConfigPath != ""
-	case flagSourcePath:
-		return a.SourcePath != ""
-	case flagBackupPath:
-		return a.BackupPath != ""
-	case flagBlockHeight:
-		return a.BlockHeight != 0
-	case flagCrypto:
-		return a.Crypto != ""
-	case flagConsensus:
-		return a.Consensus != ""
-	case flagDeleteConsensusData:
-		return a.DeleteConsensusData
-	case flagUID:
-		return a.UID != 0
-	case flagGID:
-		return a.GID != 0
-	}
-	return false
 }
 
 // TerminationLogPath is where the binary writes its Result.

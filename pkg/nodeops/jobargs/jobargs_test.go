@@ -130,3 +130,27 @@ func TestHumanBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestOpTableNamesOnlyDeclaredFlags: an operation that names a flag flagTable does not
+// declare would silently not take it.
+func TestOpTableNamesOnlyDeclaredFlags(t *testing.T) {
+	declared := map[string]bool{}
+	for _, f := range flagTable {
+		if declared[f.name] {
+			t.Errorf("flag --%s is declared twice", f.name)
+		}
+		declared[f.name] = true
+	}
+	seen := map[Op]bool{}
+	for _, s := range opTable {
+		if seen[s.op] {
+			t.Errorf("operation %s is declared twice", s.op)
+		}
+		seen[s.op] = true
+		for _, name := range s.flags {
+			if !declared[name] {
+				t.Errorf("operation %s takes --%s, which flagTable does not declare", s.op, name)
+			}
+		}
+	}
+}

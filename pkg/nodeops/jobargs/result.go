@@ -84,7 +84,7 @@ func DecodeResult(msg []byte) (Result, error) {
 	if err := json.Unmarshal(msg, &r); err != nil {
 		return Result{}, fmt.Errorf("job result is not JSON: %w", err)
 	}
-	if _, ok := opFlags[r.Op]; !ok {
+	if _, ok := lookupOp(r.Op); !ok {
 		return Result{}, fmt.Errorf("job result names unknown operation %q", r.Op)
 	}
 	return r, nil
