@@ -1,52 +1,43 @@
 package operations
 
 import (
-	"context"
-
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
+	citaclient "github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned/typed/citacloud/v1"
+	citainformers "github.com/cita-cloud/cita-node-operator/pkg/generated/informers/externalversions/citacloud/v1"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
 )
 
 // BlockHeightFallback: cloud-op rolls the stopped node back to a height, in
 // place (the job binary checkpoints the data around it).
-type fallbackWork struct {
-	spec *citav1.BlockHeightFallbackSpec
+func init() {
+	register(Kind[*citav1.BlockHeightFallback]{
+		Name: "BlockHeightFallback", Resource: "blockheightfallbacks", JobSuffix: "fallback",
+		Informer: func(i citainformers.Interface) cache.SharedIndexInformer { return i.BlockHeightFallbacks().Informer() },
+		Client: func(c citaclient.CitacloudV1Interface, ns string) crClient[*citav1.BlockHeightFallback] {
+			return c.BlockHeightFallbacks(ns)
+		},
+		Operation: func(cr *citav1.BlockHeightFallback) *operation {
+			return nodeOperation(cr, &cr.Status, cr.Spec.NodeTarget, cr.Spec.NodeJobOptions, cr.Spec.JobOptions)
+		},
+		Hooks: Hooks[*citav1.BlockHeightFallback]{
+			DirectNeedsStoppedNode: true,
+			WritesNodeRoot:         true,
+			Job: func(_ *Controller, cr *citav1.BlockHeightFallback, nodes []*nodeops.Node) (JobWork, error) {
+				n := nodes[0]
+				return JobWork{Args: jobargs.Args{
+					Op:                  jobargs.OpFallback,
+					NodeRoot:            jobargs.NodeRootMountPath,
+					ConfigPath:          n.ConfigPath(),
+					BlockHeight:         cr.Spec.BlockHeight,
+					Crypto:              n.Crypto,
+					Consensus:           n.Consensus,
+					DeleteConsensusData: ptr.Deref(cr.Spec.DeleteConsensusData, false),
+				}}, nil
+			},
+		},
+	})
 }
-
-func fallbackOperation(cr *citav1.BlockHeightFallback) *operation {
-	return nodeOperation(cr, &cr.Status, cr.Spec.NodeTarget, cr.Spec.NodeJobOptions, cr.Spec.JobOptions, fallbackWork{spec: &cr.Spec})
-}
-
-func (fallbackWork) validate(context.Context, *Controller, *operation, []*nodeops.Node) error {
-	return nil
-}
-
-func (fallbackWork) directNeedsStoppedNode() bool { return true }
-
-func (fallbackWork) prepare(context.Context, *Controller, *operation, []*nodeops.Node) (bool, error) {
-	return true, nil
-}
-
-func (w fallbackWork) jobArgs(_ *Controller, _ *operation, nodes []*nodeops.Node) (jobargs.Args, string, bool, error) {
-	n := nodes[0]
-	return jobargs.Args{
-		Op:                  jobargs.OpFallback,
-		NodeRoot:            jobargs.NodeRootMountPath,
-		ConfigPath:          n.ConfigPath(),
-		BlockHeight:         w.spec.BlockHeight,
-		Crypto:              n.Crypto,
-		Consensus:           n.Consensus,
-		DeleteConsensusData: ptr.Deref(w.spec.DeleteConsensusData, false),
-	}, "", false, nil
-}
-
-func (fallbackWork) recordResult(*operation, *jobargs.Result) {}
-
-func target(namespace string, t citav1.NodeTarget) nodeops.Target {
-	return nodeops.Target{Namespace: namespace, Chain: t.Chain, Name: t.Node, Method: t.DeployMethod}
-}
-
-func (fallbackWork) writesNodeRoot() {}

@@ -1,39 +1,36 @@
 package operations
 
 import (
-	"context"
-
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
+	citaclient "github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned/typed/citacloud/v1"
+	citainformers "github.com/cita-cloud/cita-node-operator/pkg/generated/informers/externalversions/citacloud/v1"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
 )
 
 // ChangeOwner: chown -R of the node root. Direct runs it on the live node.
-type changeOwnerWork struct{ spec *citav1.ChangeOwnerSpec }
-
-func changeOwnerOperation(cr *citav1.ChangeOwner) *operation {
-	return nodeOperation(cr, &cr.Status, cr.Spec.NodeTarget, cr.Spec.NodeJobOptions, cr.Spec.JobOptions, changeOwnerWork{spec: &cr.Spec})
+func init() {
+	register(Kind[*citav1.ChangeOwner]{
+		Name: "ChangeOwner", Resource: "changeowners", JobSuffix: "chown",
+		Informer: func(i citainformers.Interface) cache.SharedIndexInformer { return i.ChangeOwners().Informer() },
+		Client: func(c citaclient.CitacloudV1Interface, ns string) crClient[*citav1.ChangeOwner] {
+			return c.ChangeOwners(ns)
+		},
+		Operation: func(cr *citav1.ChangeOwner) *operation {
+			return nodeOperation(cr, &cr.Status, cr.Spec.NodeTarget, cr.Spec.NodeJobOptions, cr.Spec.JobOptions)
+		},
+		Hooks: Hooks[*citav1.ChangeOwner]{
+			Job: func(_ *Controller, cr *citav1.ChangeOwner, _ []*nodeops.Node) (JobWork, error) {
+				return JobWork{Args: jobargs.Args{
+					Op:       jobargs.OpChown,
+					NodeRoot: jobargs.NodeRootMountPath,
+					UID:      ptr.Deref(cr.Spec.UID, 1000),
+					GID:      ptr.Deref(cr.Spec.GID, 1000),
+				}}, nil
+			},
+		},
+	})
 }
-
-func (changeOwnerWork) validate(context.Context, *Controller, *operation, []*nodeops.Node) error {
-	return nil
-}
-
-func (changeOwnerWork) directNeedsStoppedNode() bool { return false }
-
-func (changeOwnerWork) prepare(context.Context, *Controller, *operation, []*nodeops.Node) (bool, error) {
-	return true, nil
-}
-
-func (w changeOwnerWork) jobArgs(*Controller, *operation, []*nodeops.Node) (jobargs.Args, string, bool, error) {
-	return jobargs.Args{
-		Op:       jobargs.OpChown,
-		NodeRoot: jobargs.NodeRootMountPath,
-		UID:      ptr.Deref(w.spec.UID, 1000),
-		GID:      ptr.Deref(w.spec.GID, 1000),
-	}, "", false, nil
-}
-
-func (changeOwnerWork) recordResult(*operation, *jobargs.Result) {}

@@ -12,9 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	appsinformers "k8s.io/client-go/informers/apps/v1"
-	batchinformers "k8s.io/client-go/informers/batch/v1"
-	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	batchlisters "k8s.io/client-go/listers/batch/v1"
 	"k8s.io/client-go/tools/cache"
@@ -22,13 +19,10 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
 	"github.com/cita-cloud/cita-node-operator/pkg/controller"
 	"github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned"
 	citainformers "github.com/cita-cloud/cita-node-operator/pkg/generated/informers/externalversions/citacloud/v1"
-	citalisters "github.com/cita-cloud/cita-node-operator/pkg/generated/listers/citacloud/v1"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
 )
 
@@ -50,8 +44,6 @@ type Config struct {
 	// WaitRecheck is how often an operation waiting for a node looks again
 	// even without an event.
 	WaitRecheck time.Duration
-	// Metrics, if set, receives the operator's metrics.
-	Metrics prometheus.Registerer
 }
 
 // DefaultConfig holds the defaults of the operator's flags.
@@ -66,22 +58,6 @@ func DefaultConfig() Config {
 	}
 }
 
-// Informers are the caches the controller reads; main owns and starts them.
-type Informers struct {
-	StatefulSets appsinformers.StatefulSetInformer
-	Deployments  appsinformers.DeploymentInformer
-	Pods         coreinformers.PodInformer
-	PVCs         coreinformers.PersistentVolumeClaimInformer
-	Jobs         batchinformers.JobInformer
-
-	BlockHeightFallbacks citainformers.BlockHeightFallbackInformer
-	Backups              citainformers.BackupInformer
-	Snapshots            citainformers.SnapshotInformer
-	Restores             citainformers.RestoreInformer
-	Switchovers          citainformers.SwitchoverInformer
-	ChangeOwners         citainformers.ChangeOwnerInformer
-}
-
 // Controller runs operations of every kind.
 type Controller struct {
 	kube     kubernetes.Interface
@@ -91,12 +67,11 @@ type Controller struct {
 	cfg      Config
 	logger   klog.Logger
 
-	listers     nodeops.Listers
-	jobs        batchlisters.JobLister
-	citaListers struct {
-		backups   citalisters.BackupLister
-		snapshots citalisters.SnapshotLister
-	}
+	listers nodeops.Listers
+	jobs    batchlisters.JobLister
+	// citaInformers are the process's informers of every CR kind: a kind's
+	// hooks read other kinds through them (a Restore its Backup).
+	citaInformers   citainformers.Interface
 	podIndexer      cache.Indexer
 	workloadIndexes []cache.Indexer // StatefulSets, Deployments
 	kinds           []*kind
@@ -119,42 +94,35 @@ const (
 	byOperationUID = "operation-uid"
 )
 
-// NewController wires the informers to one queue per kind. It registers
-// event handlers and indexers, so call it before starting the informers.
-func NewController(ctx context.Context, kube kubernetes.Interface, cita versioned.Interface,
-	inf Informers, recorder record.EventRecorder, clk clock.Clock, cfg Config) (*Controller, error) {
+// New builds the operations controller from the process's shared
+// dependencies: one queue per kind of the table, fed by the kinds' informers
+// and by those of what operations touch. It registers event handlers and
+// indexers, so call it before starting the informers.
+func New(ctx context.Context, d controller.Deps, cfg Config) (*Controller, error) {
+	return newController(ctx, d, cfg, table)
+}
+
+func newController(ctx context.Context, d controller.Deps, cfg Config, kinds []*declaration) (*Controller, error) {
+	inf := d.Informers.Kube
+	pods := inf.Core().V1().Pods()
 	c := &Controller{
-		kube: kube, cita: cita, recorder: recorder, clock: clk, cfg: cfg,
+		kube: d.Kube, cita: d.Cita, recorder: d.Recorder, clock: d.Clock, cfg: cfg,
 		logger: klog.FromContext(ctx),
 		listers: nodeops.Listers{
-			StatefulSets: inf.StatefulSets.Lister(),
-			Deployments:  inf.Deployments.Lister(),
-			Pods:         nodeops.NewIndexedPodLister(inf.Pods.Informer().GetIndexer()),
-			PVCs:         inf.PVCs.Lister(),
+			StatefulSets: inf.Apps().V1().StatefulSets().Lister(),
+			Deployments:  inf.Apps().V1().Deployments().Lister(),
+			Pods:         nodeops.NewIndexedPodLister(pods.Informer().GetIndexer()),
+			PVCs:         inf.Core().V1().PersistentVolumeClaims().Lister(),
 		},
-		jobs:       inf.Jobs.Lister(),
-		podIndexer: inf.Pods.Informer().GetIndexer(),
-		kindByName: map[string]*kind{},
-		metrics:    newMetrics(),
+		jobs:          inf.Batch().V1().Jobs().Lister(),
+		citaInformers: d.Informers.Cita.Citacloud().V1(),
+		podIndexer:    pods.Informer().GetIndexer(),
+		kindByName:    map[string]*kind{},
+		metrics:       newMetrics(),
 	}
 	c.listers.ConfigMapExists = c.configMapExists
-	c.citaListers.backups = inf.Backups.Lister()
-	c.citaListers.snapshots = inf.Snapshots.Lister()
-
-	v1 := cita.CitacloudV1()
-	c.kinds = []*kind{
-		newKind("BlockHeightFallback", "fallback", inf.BlockHeightFallbacks.Informer(),
-			func(ns string) crClient[*citav1.BlockHeightFallback] { return v1.BlockHeightFallbacks(ns) }, fallbackOperation),
-		newKind("Backup", "backup", inf.Backups.Informer(),
-			func(ns string) crClient[*citav1.Backup] { return v1.Backups(ns) }, backupOperation),
-		newKind("Snapshot", "snapshot", inf.Snapshots.Informer(),
-			func(ns string) crClient[*citav1.Snapshot] { return v1.Snapshots(ns) }, snapshotOperation),
-		newKind("Restore", "restore", inf.Restores.Informer(),
-			func(ns string) crClient[*citav1.Restore] { return v1.Restores(ns) }, restoreOperation),
-		newKind("Switchover", "switchover", inf.Switchovers.Informer(),
-			func(ns string) crClient[*citav1.Switchover] { return v1.Switchovers(ns) }, switchoverOperation),
-		newKind("ChangeOwner", "chown", inf.ChangeOwners.Informer(),
-			func(ns string) crClient[*citav1.ChangeOwner] { return v1.ChangeOwners(ns) }, changeOwnerOperation),
+	for _, decl := range kinds {
+		c.kinds = append(c.kinds, decl.bind(c))
 	}
 	for _, k := range c.kinds {
 		c.kindByName[k.name] = k
@@ -167,7 +135,7 @@ func NewController(ctx context.Context, kube kubernetes.Interface, cita versione
 		c.synced = append(c.synced, k.informer.HasSynced)
 	}
 
-	for _, informer := range []cache.SharedIndexInformer{inf.StatefulSets.Informer(), inf.Deployments.Informer()} {
+	for _, informer := range []cache.SharedIndexInformer{inf.Apps().V1().StatefulSets().Informer(), inf.Apps().V1().Deployments().Informer()} {
 		if err := informer.AddIndexers(cache.Indexers{byHolder: indexHolder}); err != nil {
 			return nil, err
 		}
@@ -177,51 +145,28 @@ func NewController(ctx context.Context, kube kubernetes.Interface, cita versione
 		c.workloadIndexes = append(c.workloadIndexes, informer.GetIndexer())
 		c.synced = append(c.synced, informer.HasSynced)
 	}
-	if err := inf.Pods.Informer().AddIndexers(cache.Indexers{byOperationUID: indexPodOperation, nodeops.PodsByLabel: nodeops.IndexPodLabels}); err != nil {
+	if err := pods.Informer().AddIndexers(cache.Indexers{byOperationUID: indexPodOperation, nodeops.PodsByLabel: nodeops.IndexPodLabels}); err != nil {
 		return nil, err
 	}
 	for _, h := range []struct {
 		informer cache.SharedIndexInformer
 		handler  cache.ResourceEventHandlerFuncs
 	}{
-		{inf.Pods.Informer(), handlerFunc(c.podChanged)},
-		{inf.Jobs.Informer(), c.forgetting(handlerFunc(c.ownedChanged))}, // the TTL patch is remembered
-		{inf.PVCs.Informer(), handlerFunc(c.ownedChanged)},
+		{pods.Informer(), handlerFunc(c.podChanged)},
+		{inf.Batch().V1().Jobs().Informer(), c.forgetting(handlerFunc(c.ownedChanged))}, // the TTL patch is remembered
+		{inf.Core().V1().PersistentVolumeClaims().Informer(), handlerFunc(c.ownedChanged)},
 	} {
 		if _, err := h.informer.AddEventHandler(h.handler); err != nil {
 			return nil, err
 		}
 		c.synced = append(c.synced, h.informer.HasSynced)
 	}
-	if cfg.Metrics != nil {
-		if err := c.register(cfg.Metrics); err != nil {
+	if d.Metrics != nil {
+		if err := c.register(d.Metrics); err != nil {
 			return nil, err
 		}
 	}
 	return c, nil
-}
-
-// New builds the operations controller from the process's shared
-// dependencies. It registers event handlers and indexers, so call it before
-// starting the informers.
-func New(ctx context.Context, d controller.Deps, cfg Config) (*Controller, error) {
-	k, v1 := d.Informers.Kube, d.Informers.Cita.Citacloud().V1()
-	if d.Metrics != nil {
-		cfg.Metrics = d.Metrics
-	}
-	return NewController(ctx, d.Kube, d.Cita, Informers{
-		StatefulSets:         k.Apps().V1().StatefulSets(),
-		Deployments:          k.Apps().V1().Deployments(),
-		Pods:                 k.Core().V1().Pods(),
-		PVCs:                 k.Core().V1().PersistentVolumeClaims(),
-		Jobs:                 k.Batch().V1().Jobs(),
-		BlockHeightFallbacks: v1.BlockHeightFallbacks(),
-		Backups:              v1.Backups(),
-		Snapshots:            v1.Snapshots(),
-		Restores:             v1.Restores(),
-		Switchovers:          v1.Switchovers(),
-		ChangeOwners:         v1.ChangeOwners(),
-	}, d.Recorder, d.Clock, cfg)
 }
 
 // Run waits for the caches, then runs workers per kind until ctx is done.

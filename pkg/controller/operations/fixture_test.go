@@ -35,7 +35,9 @@ import (
 	"k8s.io/utils/ptr"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
+	"github.com/cita-cloud/cita-node-operator/pkg/controller"
 	citafake "github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned/fake"
+	citascheme "github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned/scheme"
 	citainformers "github.com/cita-cloud/cita-node-operator/pkg/generated/informers/externalversions"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
 )
@@ -58,6 +60,9 @@ type fixture struct {
 	recorder *record.FakeRecorder
 	c        *Controller
 	rv       *rvCounter
+	// kinds is the controller's table: every kind unless a test declares
+	// its own.
+	kinds []*declaration
 }
 
 func newFixture(t *testing.T, objects ...runtime.Object) *fixture {
@@ -68,10 +73,9 @@ func newFixture(t *testing.T, objects ...runtime.Object) *fixture {
 		if _, ok := o.(interface{ GetObjectKind() schema.ObjectKind }); !ok {
 			continue
 		}
-		switch o.(type) {
-		case *citav1.BlockHeightFallback, *citav1.Backup, *citav1.Snapshot, *citav1.Restore, *citav1.Switchover, *citav1.ChangeOwner:
+		if _, _, err := citascheme.Scheme.ObjectKinds(o); err == nil {
 			citaObjs = append(citaObjs, o)
-		default:
+		} else {
 			kubeObjs = append(kubeObjs, o)
 		}
 	}
@@ -82,6 +86,7 @@ func newFixture(t *testing.T, objects ...runtime.Object) *fixture {
 		cita:     citafake.NewSimpleClientset(citaObjs...),
 		clock:    testingclock.NewFakeClock(t0),
 		recorder: record.NewFakeRecorder(1000),
+		kinds:    table,
 	}
 	f.rv = &rvCounter{n: 100, now: f.clock.Now}
 	f.rv.install(&f.kube.Fake, f.kube.Tracker())
@@ -98,22 +103,13 @@ func (f *fixture) start() {
 	t, ctx := f.t, f.ctx
 	f.kubeInf = informers.NewSharedInformerFactory(f.kube, 0)
 	f.citaInf = citainformers.NewSharedInformerFactory(f.cita, 0)
-	v1 := f.citaInf.Citacloud().V1()
 	cfg := DefaultConfig()
 	cfg.JobImage = "example.com/cita-node-operator-job:test"
-	c, err := NewController(ctx, f.kube, f.cita, Informers{
-		StatefulSets:         f.kubeInf.Apps().V1().StatefulSets(),
-		Deployments:          f.kubeInf.Apps().V1().Deployments(),
-		Pods:                 f.kubeInf.Core().V1().Pods(),
-		PVCs:                 f.kubeInf.Core().V1().PersistentVolumeClaims(),
-		Jobs:                 f.kubeInf.Batch().V1().Jobs(),
-		BlockHeightFallbacks: v1.BlockHeightFallbacks(),
-		Backups:              v1.Backups(),
-		Snapshots:            v1.Snapshots(),
-		Restores:             v1.Restores(),
-		Switchovers:          v1.Switchovers(),
-		ChangeOwners:         v1.ChangeOwners(),
-	}, f.recorder, f.clock, cfg)
+	c, err := newController(ctx, controller.Deps{
+		Kube: f.kube, Cita: f.cita,
+		Informers: controller.Informers{Kube: f.kubeInf, Cita: f.citaInf},
+		Recorder:  f.recorder, Clock: f.clock,
+	}, cfg, f.kinds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,8 +157,7 @@ func (f *fixture) refresh() {
 	replace(f.kubeInf.Batch().V1().Jobs().Informer(), listOf(tr, batchv1.SchemeGroupVersion.WithResource("jobs"), batchv1.SchemeGroupVersion.WithKind("Job")))
 	gv := citav1.SchemeGroupVersion
 	for _, k := range f.c.kinds {
-		plural := strings.ToLower(k.name) + "s"
-		replace(k.informer, listOf(ct, gv.WithResource(plural), gv.WithKind(k.name)))
+		replace(k.informer, listOf(ct, gv.WithResource(k.resource), gv.WithKind(k.name)))
 	}
 }
 

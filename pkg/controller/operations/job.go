@@ -27,7 +27,7 @@ func (op *operation) jobName() string { return nodeops.JobName(op.obj.GetName(),
 
 // ownJob returns the operation's Job from the cache, or nil.
 func (c *Controller) ownJob(op *operation) (*batchv1.Job, error) {
-	if _, isRunner := op.work.(runner); isRunner {
+	if !op.kind.runsJob {
 		return nil, nil
 	}
 	job, err := c.jobs.Jobs(op.obj.GetNamespace()).Get(op.jobName())
@@ -61,8 +61,8 @@ func (c *Controller) run(ctx context.Context, op *operation, nodes []*nodeops.No
 	if op.status.Step != citav1.StepRunning {
 		op.setStep(citav1.StepRunning, "running %s on node(s) %s", op.kind.name, nodeNames(nodes))
 	}
-	if r, ok := op.work.(runner); ok {
-		done, err := r.run(ctx, c, op, nodes)
+	if run := op.kind.run; run != nil {
+		done, err := run(ctx, op, nodes)
 		if err == nil && done {
 			c.succeed(op, "%s done", op.kind.name)
 		}
@@ -157,14 +157,16 @@ func (c *Controller) stoppedSince(op *operation) time.Time {
 }
 
 func (c *Controller) buildAndCreateJob(ctx context.Context, op *operation, nodes []*nodeops.Node) (time.Duration, error) {
-	ready, err := op.work.prepare(ctx, c, op, nodes)
-	if err != nil || !ready {
-		return 0, err
+	if prepare := op.kind.prepare; prepare != nil {
+		if ready, err := prepare(ctx, op, nodes); err != nil || !ready {
+			return 0, err
+		}
 	}
-	args, claim, readOnly, err := op.work.jobArgs(c, op, nodes)
+	work, err := op.kind.job(op, nodes)
 	if err != nil {
 		return 0, err
 	}
+	args := work.Args
 	if err := args.Validate(); err != nil {
 		c.fail(op, ReasonInvalid, "cannot build the Job: %v", err)
 		return 0, nil
@@ -182,8 +184,8 @@ func (c *Controller) buildAndCreateJob(ctx context.Context, op *operation, nodes
 		Pull:                  op.job.PullPolicy,
 		Args:                  args,
 		Node:                  nodes[0],
-		BackupClaim:           claim,
-		BackupReadOnly:        readOnly,
+		BackupClaim:           work.Claim,
+		BackupReadOnly:        work.ReadOnly,
 		Machine:               machine,
 		ActiveDeadlineSeconds: int64(c.cfg.JobActiveDeadline / time.Second),
 	})
@@ -226,8 +228,8 @@ func (c *Controller) recordJobOutcome(op *operation, job *batchv1.Job) {
 		c.event(op, eventWarning, "JobWarning", "%s", result.Warning)
 	}
 	if jobCondition(job, batchv1.JobComplete) != nil {
-		if result != nil {
-			op.work.recordResult(op, result)
+		if result != nil && op.kind.recordResult != nil {
+			op.kind.recordResult(op, result)
 		}
 		c.succeed(op, "%s", successMessage(op, job, result))
 		return

@@ -83,7 +83,7 @@ func (c *Controller) lockNodes(ctx context.Context, op *operation, nodes []*node
 			}
 			req.Machine = machine
 		}
-		if _, swaps := op.work.(accountSwapper); swaps {
+		if op.kind.recordsAccounts {
 			for _, n := range nodes {
 				if n.Workload == w {
 					req.Account = n.AccountConfigMap

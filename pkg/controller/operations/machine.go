@@ -168,7 +168,7 @@ func (c *Controller) advance(ctx context.Context, op *operation) (time.Duration,
 		if !ok {
 			return after, nil
 		}
-	} else if op.work.directNeedsStoppedNode() {
+	} else if op.kind.directNeedsStoppedNode {
 		if running := c.runningPods(nodes); running != "" {
 			c.fail(op, ReasonNodeRunning, "action Direct needs the node stopped, but its pod %s exists: stop it first or use StopAndStart", running)
 			return c.decided(ctx, op)
@@ -238,10 +238,12 @@ func (c *Controller) validate(ctx context.Context, op *operation, nodes []*nodeo
 			return err
 		}
 	}
-	if err := op.work.validate(ctx, c, op, nodes); err != nil {
-		return err
+	if validate := op.kind.validate; validate != nil {
+		if err := validate(ctx, op, nodes); err != nil {
+			return err
+		}
 	}
-	if !op.stopsNode() && op.work.directNeedsStoppedNode() {
+	if !op.stopsNode() && op.kind.directNeedsStoppedNode {
 		if running := c.runningPods(nodes); running != "" {
 			return &nodeops.InvalidError{Reason: fmt.Sprintf("action Direct needs the node stopped, but its pod %s exists: stop it first or use StopAndStart", running)}
 		}
@@ -304,8 +306,8 @@ func (c *Controller) finish(ctx context.Context, op *operation) (time.Duration, 
 	if c.workloadsBehind(held) {
 		return cacheLag, nil
 	}
-	if r, ok := op.work.(accountReverter); ok && len(held) > 0 {
-		if changed, err := r.revertAccounts(ctx, c, op, held); err != nil || changed {
+	if beforeStart := op.kind.beforeStart; beforeStart != nil && len(held) > 0 {
+		if changed, err := beforeStart(ctx, op, held); err != nil || changed {
 			return cacheLag, err
 		}
 	}

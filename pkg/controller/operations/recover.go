@@ -19,21 +19,17 @@ import (
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
 )
 
-// nodeRootWriter is implemented by kinds whose Job rewrites the node root in
-// place (fallback, restore). The job binary puts the data back itself when
-// it fails or is asked to stop; when it is killed outright (OOM kill, a lost
-// machine) the node root may be half-rewritten, so before such a node is
-// started again a recovery Job puts back what the killed run left.
-type nodeRootWriter interface {
-	writesNodeRoot()
-}
+// A kind whose Job rewrites the node root in place (Hooks.WritesNodeRoot:
+// fallback, restore) may leave it half-rewritten when the Job is killed
+// outright (OOM kill, a lost machine), so before such a node is started
+// again a recovery Job puts back what the killed run left.
 
 func (op *operation) recoveryJobName() string { return nodeops.JobName(op.obj.GetName(), "recover") }
 
 // needsRecovery: the operation failed after its Job may have started
 // rewriting the node root, and the Job did not report a failure it handled.
 func needsRecovery(op *operation) bool {
-	if _, ok := op.work.(nodeRootWriter); !ok || op.status.Job == nil {
+	if !op.kind.writesNodeRoot || op.status.Job == nil {
 		return false
 	}
 	cond := meta.FindStatusCondition(op.status.Conditions, citav1.ConditionSucceeded)

@@ -8,10 +8,12 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
+	citaclient "github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned/typed/citacloud/v1"
+	citainformers "github.com/cita-cloud/cita-node-operator/pkg/generated/informers/externalversions/citacloud/v1"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
-	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
 )
 
 // Switchover: stop both cloud-config nodes, swap the ConfigMaps of their
@@ -19,24 +21,34 @@ import (
 // StatefulSets itself. The accounts each node had are recorded on its
 // StatefulSet when it is locked, and the swap is computed from those records,
 // so running it again after a crash changes nothing.
-type switchoverWork struct {
-	cr *citav1.Switchover
+func init() {
+	register(Kind[*citav1.Switchover]{
+		Name: "Switchover", Resource: "switchovers", JobSuffix: "switchover",
+		Informer: func(i citainformers.Interface) cache.SharedIndexInformer { return i.Switchovers().Informer() },
+		Client: func(c citaclient.CitacloudV1Interface, ns string) crClient[*citav1.Switchover] {
+			return c.Switchovers(ns)
+		},
+		Operation: func(cr *citav1.Switchover) *operation {
+			t := func(node string) nodeops.Target {
+				return nodeops.Target{Namespace: cr.Namespace, Chain: cr.Spec.Chain, Name: node, Method: citav1.DeployMethodCloudConfig}
+			}
+			return &operation{
+				obj: cr, status: &cr.Status,
+				targets: []nodeops.Target{t(cr.Spec.SourceNode), t(cr.Spec.DestNode)},
+				action:  citav1.ActionStopAndStart,
+				job:     cr.Spec.JobOptions,
+			}
+		},
+		Hooks: Hooks[*citav1.Switchover]{
+			Validate:        validateSwitchover,
+			RecordsAccounts: true,
+			Run:             swapAccounts,
+			BeforeStart:     revertAccounts,
+		},
+	})
 }
 
-func switchoverOperation(cr *citav1.Switchover) *operation {
-	t := func(node string) nodeops.Target {
-		return nodeops.Target{Namespace: cr.Namespace, Chain: cr.Spec.Chain, Name: node, Method: citav1.DeployMethodCloudConfig}
-	}
-	return &operation{
-		obj: cr, status: &cr.Status,
-		targets: []nodeops.Target{t(cr.Spec.SourceNode), t(cr.Spec.DestNode)},
-		action:  citav1.ActionStopAndStart,
-		job:     cr.Spec.JobOptions,
-		work:    switchoverWork{cr: cr},
-	}
-}
-
-func (switchoverWork) validate(_ context.Context, _ *Controller, _ *operation, nodes []*nodeops.Node) error {
+func validateSwitchover(_ context.Context, _ *Controller, _ *operation, _ *citav1.Switchover, nodes []*nodeops.Node) error {
 	for _, n := range nodes {
 		if n.AccountConfigMap == "" {
 			return &nodeops.InvalidError{Reason: fmt.Sprintf("node %s has no %q ConfigMap volume: Switchover needs cloud-config StatefulSets", n.Name, nodeops.AccountVolume)}
@@ -48,25 +60,11 @@ func (switchoverWork) validate(_ context.Context, _ *Controller, _ *operation, n
 	return nil
 }
 
-func (switchoverWork) directNeedsStoppedNode() bool { return false }
-
-func (switchoverWork) prepare(context.Context, *Controller, *operation, []*nodeops.Node) (bool, error) {
-	return true, nil
-}
-
-func (switchoverWork) jobArgs(*Controller, *operation, []*nodeops.Node) (jobargs.Args, string, bool, error) {
-	return jobargs.Args{}, "", false, fmt.Errorf("switchover runs no Job")
-}
-
-func (switchoverWork) recordResult(*operation, *jobargs.Result) {}
-
-func (switchoverWork) swapsAccounts() {}
-
 // revertAccounts puts each node's own recorded account back after a failed
 // Switchover, so that a swap interrupted half-way (one StatefulSet patched)
 // never starts two nodes with the same account. After success there is
 // nothing to revert.
-func (switchoverWork) revertAccounts(ctx context.Context, c *Controller, op *operation, held []*nodeops.Workload) (bool, error) {
+func revertAccounts(ctx context.Context, c *Controller, op *operation, _ *citav1.Switchover, held []*nodeops.Workload) (bool, error) {
 	if meta.IsStatusConditionTrue(op.status.Conditions, citav1.ConditionSucceeded) {
 		return false, nil
 	}
@@ -110,8 +108,8 @@ func (c *Controller) setAccount(ctx context.Context, namespace, sts, configMap s
 	return err
 }
 
-// run gives each node the account recorded on the other.
-func (switchoverWork) run(ctx context.Context, c *Controller, op *operation, nodes []*nodeops.Node) (bool, error) {
+// swapAccounts gives each node the account recorded on the other.
+func swapAccounts(ctx context.Context, c *Controller, op *operation, _ *citav1.Switchover, nodes []*nodeops.Node) (bool, error) {
 	done := true
 	for i, n := range nodes {
 		other := nodes[1-i]
