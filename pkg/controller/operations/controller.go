@@ -224,7 +224,7 @@ func (c *Controller) operationHandler(k *kind) cache.ResourceEventHandlerFuncs {
 		k.queue.Add(cache.MetaObjectToName(o))
 		// An operation that finishes or goes away may be what others wait for.
 		keys, err := k.informer.GetIndexer().IndexKeys(byUID, string(o.GetUID()))
-		if err == nil && len(keys) == 0 || isTerminal(k, obj) {
+		if err == nil && len(keys) == 0 || endedInCache(k, obj) {
 			for _, wk := range workloadKeysOf(k, obj) {
 				c.enqueueWaiters(o.GetNamespace(), wk)
 			}
@@ -404,10 +404,10 @@ func podWorkloadKey(o metav1.Object) string {
 	return ""
 }
 
-// isTerminal reports whether a cached CR of kind k is Complete or Failed.
-func isTerminal(k *kind, obj any) bool {
+// endedInCache reports whether a cached CR of kind k is Complete or Failed.
+func endedInCache(k *kind, obj any) bool {
 	op := k.view(obj)
-	return op != nil && isFinished(op.status)
+	return op != nil && ended(op.status)
 }
 
 // jobPods are the pods of the operation's Job(s), found by label.

@@ -57,7 +57,7 @@ func runToEnd(t *testing.T, f *fixture, kindName, name string, cr object) *citav
 		}
 		f.clock.Step(time.Second)
 		st := f.status(cr)
-		if isFinished(st) && len(f.cr(cr).GetFinalizers()) == 0 {
+		if ended(st) && len(f.cr(cr).GetFinalizers()) == 0 {
 			return st
 		}
 	}
@@ -139,12 +139,12 @@ func TestJobPodThatCannotStart(t *testing.T) {
 	runUntilJob(t, f, d)
 	f.runningJobPod("fb-fallback", &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: `Back-off pulling image "nope:1"`})
 	f.mustSync("BlockHeightFallback", "fb")
-	if st := f.status(cr); isDecided(st) {
+	if st := f.status(cr); hasOutcome(st) {
 		t.Fatalf("failed before the job start timeout: %s", st.Message)
 	}
 	f.clock.Step(f.c.cfg.JobStartTimeout)
 	f.mustSync("BlockHeightFallback", "fb")
-	if !isDecided(f.status(cr)) {
+	if !hasOutcome(f.status(cr)) {
 		t.Fatal("not failed at the job start timeout")
 	}
 	f.clearWrites()
@@ -413,7 +413,7 @@ func TestAPIErrorsAtEveryWrite(t *testing.T) {
 				if f.jobExists("fb-fallback") && len(f.c.jobPods("uid-fb")) == 0 {
 					f.finishJob("fb-fallback", true, &jobargs.Result{Op: jobargs.OpFallback})
 				}
-				if st := f.status(cr); isFinished(st) && len(f.cr(cr).GetFinalizers()) == 0 {
+				if st := f.status(cr); ended(st) && len(f.cr(cr).GetFinalizers()) == 0 {
 					break
 				}
 			}
@@ -543,7 +543,7 @@ func TestJobThatNeverStarts(t *testing.T) {
 			tc.pod(f)
 			f.clock.Step(f.c.cfg.JobStartTimeout - time.Second)
 			f.mustSync("BlockHeightFallback", "fb")
-			if isDecided(f.status(cr)) {
+			if hasOutcome(f.status(cr)) {
 				t.Fatal("failed before the job start timeout")
 			}
 			f.clock.Step(time.Second)
@@ -562,7 +562,7 @@ func TestJobThatNeverStarts(t *testing.T) {
 		f.runningJobPod("fb-fallback", nil)
 		f.clock.Step(10 * f.c.cfg.JobStartTimeout)
 		f.mustSync("BlockHeightFallback", "fb")
-		if isDecided(f.status(cr)) {
+		if hasOutcome(f.status(cr)) {
 			t.Fatalf("a running Job was failed: %s", f.status(cr).Message)
 		}
 	})

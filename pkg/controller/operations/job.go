@@ -56,17 +56,17 @@ func jobFinished(job *batchv1.Job) bool {
 	return jobCondition(job, batchv1.JobComplete) != nil || jobCondition(job, batchv1.JobFailed) != nil
 }
 
-// run does the operation's work: the runner's own (Switchover), or its Job.
-func (c *Controller) run(ctx context.Context, op *operation, nodes []*nodeops.Node) (time.Duration, error) {
+// run does the operation's work: the kind's own (Run), or its Job.
+func (c *Controller) run(ctx context.Context, op *operation, nodes []*nodeops.Node) (step, error) {
 	if op.status.Step != citav1.StepRunning {
 		op.setStep(citav1.StepRunning, "running %s on node(s) %s", op.kind.name, nodeNames(nodes))
 	}
 	if run := op.kind.run; run != nil {
 		done, err := run(ctx, op, nodes)
 		if err == nil && done {
-			c.succeed(op, "%s done", op.kind.name)
+			return success("%s done", op.kind.name), nil
 		}
-		return 0, err
+		return step{}, err
 	}
 
 	name := op.jobName()
@@ -74,23 +74,21 @@ func (c *Controller) run(ctx context.Context, op *operation, nodes []*nodeops.No
 	job, err := c.jobs.Jobs(op.obj.GetNamespace()).Get(name)
 	if apierrors.IsNotFound(err) {
 		if c.createdJobs.pending(key, c.clock.Now()) {
-			return cacheLag, nil
+			return wait(cacheLag), nil
 		}
 		return c.createJob(ctx, op, nodes)
 	}
 	if err != nil {
-		return 0, err
+		return step{}, err
 	}
 	c.createdJobs.seen(key)
 	if !metav1.IsControlledBy(job, op.obj) {
-		c.fail(op, ReasonInvalid, "a Job named %s exists and does not belong to this %s", name, op.kind.name)
-		return 0, nil
+		return failure(ReasonInvalid, "a Job named %s exists and does not belong to this %s", name, op.kind.name), nil
 	}
 	if jobFinished(job) {
-		c.recordJobOutcome(op, job)
-		return 0, nil
+		return c.jobOutcome(op, job), nil
 	}
-	return c.checkJobStart(op, job), nil
+	return c.checkJobStart(job), nil
 }
 
 func nodeNames(nodes []*nodeops.Node) string {
@@ -121,10 +119,10 @@ func refused(err error) bool {
 	return apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)
 }
 
-func (c *Controller) createJob(ctx context.Context, op *operation, nodes []*nodeops.Node) (time.Duration, error) {
-	after, err := c.buildAndCreateJob(ctx, op, nodes)
+func (c *Controller) createJob(ctx context.Context, op *operation, nodes []*nodeops.Node) (step, error) {
+	next, err := c.buildAndCreateJob(ctx, op, nodes)
 	if err == nil {
-		return after, nil
+		return next, nil
 	}
 	// The node may be stopped already: an error that persists (a source
 	// Backup deleted meanwhile, a Job or PVC refused by admission or quota)
@@ -132,17 +130,14 @@ func (c *Controller) createJob(ctx context.Context, op *operation, nodes []*node
 	var invalid *nodeops.InvalidError
 	switch {
 	case errors.As(err, &invalid):
-		c.fail(op, ReasonInvalid, "%s", invalid.Reason)
-		return 0, nil
+		return failure(ReasonInvalid, "%s", invalid.Reason), nil
 	case refused(err):
-		c.fail(op, ReasonJobCannotRun, "cannot create what the Job needs: %v", err)
-		return 0, nil
+		return failure(ReasonJobCannotRun, "cannot create what the Job needs: %v", err), nil
 	}
 	if since := c.stoppedSince(op); !since.IsZero() && c.clock.Since(since) >= c.cfg.JobStartTimeout {
-		c.fail(op, ReasonJobCannotRun, "no Job could be created within %s of the stop: %v", c.cfg.JobStartTimeout, err)
-		return 0, nil
+		return failure(ReasonJobCannotRun, "no Job could be created within %s of the stop: %v", c.cfg.JobStartTimeout, err), nil
 	}
-	return 0, err
+	return step{}, err
 }
 
 // stoppedSince is when the node was found stopped (or, for Direct, when the
@@ -156,20 +151,19 @@ func (c *Controller) stoppedSince(op *operation) time.Time {
 	return time.Time{}
 }
 
-func (c *Controller) buildAndCreateJob(ctx context.Context, op *operation, nodes []*nodeops.Node) (time.Duration, error) {
+func (c *Controller) buildAndCreateJob(ctx context.Context, op *operation, nodes []*nodeops.Node) (step, error) {
 	if prepare := op.kind.prepare; prepare != nil {
 		if ready, err := prepare(ctx, op, nodes); err != nil || !ready {
-			return 0, err
+			return step{}, err
 		}
 	}
 	work, err := op.kind.job(op, nodes)
 	if err != nil {
-		return 0, err
+		return step{}, err
 	}
 	args := work.Args
 	if err := args.Validate(); err != nil {
-		c.fail(op, ReasonInvalid, "cannot build the Job: %v", err)
-		return 0, nil
+		return failure(ReasonInvalid, "cannot build the Job: %v", err), nil
 	}
 	var machine string
 	if op.affinity {
@@ -190,12 +184,12 @@ func (c *Controller) buildAndCreateJob(ctx context.Context, op *operation, nodes
 		ActiveDeadlineSeconds: int64(c.cfg.JobActiveDeadline / time.Second),
 	})
 	if _, err := c.kube.BatchV1().Jobs(job.Namespace).Create(ctx, job, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return 0, err
+		return step{}, err
 	}
 	c.createdJobs.record(job.Namespace+"/"+job.Name, c.clock.Now())
 	op.status.Job = &citav1.JobRecord{Name: job.Name, Image: image}
 	op.setStep(citav1.StepRunning, "node stopped; Job %s running %s on node %s (image %s)", job.Name, args.Op, nodes[0].Name, image)
-	return c.cfg.JobStartTimeout, nil
+	return wait(c.cfg.JobStartTimeout), nil
 }
 
 // recordedMachine is where the node ran before the stop: recorded on the
@@ -213,9 +207,10 @@ func (c *Controller) recordedMachine(op *operation, n *nodeops.Node) string {
 	return m
 }
 
-// recordJobOutcome reads the Job's result from its pod's termination
-// message and records it before anything else happens to the Job.
-func (c *Controller) recordJobOutcome(op *operation, job *batchv1.Job) {
+// jobOutcome reads the Job's result from its pod's termination message,
+// records it in status before anything else happens to the Job, and
+// returns the outcome it means.
+func (c *Controller) jobOutcome(op *operation, job *batchv1.Job) step {
 	raw, result := c.jobResult(op, job.Name)
 	if op.status.Job == nil {
 		op.status.Job = &citav1.JobRecord{Name: job.Name}
@@ -231,8 +226,7 @@ func (c *Controller) recordJobOutcome(op *operation, job *batchv1.Job) {
 		if result != nil && op.kind.recordResult != nil {
 			op.kind.recordResult(op, result)
 		}
-		c.succeed(op, "%s", successMessage(op, job, result))
-		return
+		return success("%s", successMessage(op, job, result))
 	}
 	cond := jobCondition(job, batchv1.JobFailed)
 	reason := fmt.Sprintf("Job %s failed: %s", job.Name, cond.Message)
@@ -242,7 +236,7 @@ func (c *Controller) recordJobOutcome(op *operation, job *batchv1.Job) {
 	if result != nil && result.Error != "" {
 		reason = fmt.Sprintf("Job %s failed: %s", job.Name, result.Error)
 	}
-	c.fail(op, ReasonJobFailed, "%s", reason)
+	return failure(ReasonJobFailed, "%s", reason)
 }
 
 func successMessage(op *operation, job *batchv1.Job, r *jobargs.Result) string {
@@ -293,12 +287,12 @@ var podCannotStart = map[string]bool{
 
 // checkJobStart fails the operation when the Job's pod has been unable to
 // start for JobStartTimeout, so a bad image never keeps a node down.
-func (c *Controller) checkJobStart(op *operation, job *batchv1.Job) time.Duration {
+func (c *Controller) checkJobStart(job *batchv1.Job) step {
 	why, after := c.jobCannotStart(job)
 	if why != "" && after == 0 {
-		c.fail(op, ReasonJobCannotRun, "Job %s could not start within %s: %s", job.Name, c.cfg.JobStartTimeout, why)
+		return failure(ReasonJobCannotRun, "Job %s could not start within %s: %s", job.Name, c.cfg.JobStartTimeout, why)
 	}
-	return after
+	return wait(after)
 }
 
 // jobCannotStart says why the Job's pod has not started, if it has not,

@@ -43,7 +43,7 @@ func workloadsOf(nodes []*nodeops.Node) []*nodeops.Workload {
 // lockNodes takes every workload of the operation, or says why it waits.
 // An operation with one workload that stops its node takes the lock and
 // stops the node in one write.
-func (c *Controller) lockNodes(ctx context.Context, op *operation, nodes []*nodeops.Node) (bool, time.Duration, error) {
+func (c *Controller) lockNodes(ctx context.Context, op *operation, nodes []*nodeops.Node) (step, error) {
 	me := op.holder()
 	workloads := workloadsOf(nodes)
 	// lockedNow: the workloads this sync took, which the cache does not show
@@ -58,10 +58,10 @@ func (c *Controller) lockNodes(ctx context.Context, op *operation, nodes []*node
 				// Its operation is gone without releasing it: start and
 				// release it, then compete for it.
 				after, err := c.releaseOrphan(ctx, op.obj.GetNamespace(), h, w)
-				return false, max(after, c.WaitRecheck()), err
+				return wait(max(after, c.WaitRecheck())), err
 			}
 			c.wait(op, w, h.String())
-			return false, c.WaitRecheck(), nil
+			return wait(c.WaitRecheck()), nil
 		}
 		// Once it holds one of its workloads an operation takes the next
 		// free one whatever the queue says: two Switchovers of one pair, each
@@ -69,7 +69,7 @@ func (c *Controller) lockNodes(ctx context.Context, op *operation, nodes []*node
 		// each other forever.
 		if first := c.firstWaiter(op.obj.GetNamespace(), w.Key()); first != nil && first.GetUID() != op.obj.GetUID() && !holdsOneOf(workloads, me) && len(lockedNow) == 0 {
 			c.wait(op, w, "")
-			return false, c.WaitRecheck(), nil
+			return wait(c.WaitRecheck()), nil
 		}
 		req := nodeops.LockRequest{Holder: me}
 		if len(op.targets) == 1 {
@@ -79,7 +79,7 @@ func (c *Controller) lockNodes(ctx context.Context, op *operation, nodes []*node
 			req.Stop = true
 			machine, err := nodes[0].Machine(c.listers.Pods)
 			if err != nil {
-				return false, 0, err
+				return step{}, err
 			}
 			req.Machine = machine
 		}
@@ -91,7 +91,7 @@ func (c *Controller) lockNodes(ctx context.Context, op *operation, nodes []*node
 			}
 		}
 		if err := c.patchWorkload(ctx, op.obj.GetNamespace(), w, nodeops.LockPatch(w, req)); err != nil {
-			return false, 0, err
+			return step{}, err
 		}
 		klog.FromContext(ctx).V(2).Info("Locked", "workload", w.Key(), "stop", req.Stop)
 		lockedNow = append(lockedNow, w.Key())
@@ -103,10 +103,10 @@ func (c *Controller) lockNodes(ctx context.Context, op *operation, nodes []*node
 		// all); the cache shows the locks on the next event.
 	}
 	if len(lockedNow) > 0 {
-		return false, 0, nil
+		return step{}, nil
 	}
 	c.setCondition(op, citav1.ConditionNodeLocked, metav1.ConditionTrue, ReasonHolding, "holds %s", heldKeys(workloads, me, nil))
-	return true, 0, nil
+	return proceed, nil
 }
 
 // heldKeys names the workloads h holds, in the cache or taken just now.
@@ -148,7 +148,7 @@ func (c *Controller) waiters(namespace, workloadKey string, holder types.UID) []
 		}
 		for _, item := range items {
 			o, ok := metaOf(item)
-			if !ok || isTerminal(k, item) || o.GetDeletionTimestamp() != nil || (holder != "" && o.GetUID() == holder) {
+			if !ok || endedInCache(k, item) || o.GetDeletionTimestamp() != nil || (holder != "" && o.GetUID() == holder) {
 				continue
 			}
 			out = append(out, o)
@@ -198,7 +198,7 @@ func (c *Controller) holderAlive(namespace string, h nodeops.Holder) bool {
 		return false
 	}
 	o, ok := metaOf(item)
-	return ok && o.GetUID() == h.UID && !isTerminal(k, item)
+	return ok && o.GetUID() == h.UID && !endedInCache(k, item)
 }
 
 // holdsAny reports whether the operation holds any workload.

@@ -48,7 +48,7 @@ func driveAll(t *testing.T, f *fixture, d deployed, ops map[string]object, kinds
 			uid := string(cr.GetUID())
 			suffix := map[string]string{"BlockHeightFallback": "fallback", "Backup": "backup", "ChangeOwner": "chown"}[kinds[name]]
 			world(f, d, uid, name+"-"+suffix)
-			if st := f.status(cr); !isFinished(st) || len(f.cr(cr).GetFinalizers()) > 0 {
+			if st := f.status(cr); !ended(st) || len(f.cr(cr).GetFinalizers()) > 0 {
 				done = false
 			}
 		}

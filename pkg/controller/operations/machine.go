@@ -20,6 +20,36 @@ import (
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
 )
 
+// The machine. Every sync of an operation runs advance, which derives where
+// the operation is from its status and the cluster, runs the steps from
+// there, and stops at the first that does not proceed. A step returns what
+// it decided (a step value): proceed, wait (until an event, or for a while),
+// or an outcome. settle is the one place an outcome is acted on.
+//
+//	step           proceeds when                  can end it with (reason)              nodes then
+//	validate       the nodes and what the CR      InvalidInput                          untouched: ends at once
+//	               references are as required
+//	lock           it holds every workload        -                                     (waits in Waiting; an
+//	               (in queue order)                                                     orphaned lock is released)
+//	stop           no pod of the nodes is left    ScaledByOther, StopTimeout;           started again by end
+//	               (Direct: the kind may run on   NodeRunning (Direct, node running)
+//	               a live node, or it is stopped)
+//	run            never: it ends the operation   Succeeded; JobFailed, JobCannotStart, started again by end
+//	               when the work is done          InvalidInput (Job not ours, source
+//	                                              gone after the stop)
+//	any (lock lost while held)                    LockLost                              left as they are now
+//	CR deleted before the end                     Deleted                               started again by end
+//
+// Once an outcome is recorded (the Succeeded condition) nothing but end runs:
+// it stops the operation's Job and waits for its pods, runs a recovery Job
+// where the kind's Job may have been killed while rewriting the node root,
+// lets the kind put right what a failure left (BeforeStart), starts and
+// releases every workload the operation holds, and sets Complete or Failed
+// with the step Done. The outcome is written before the nodes are started
+// (see settle), so no crash loses it or runs the work twice. After that,
+// afterEnd lets the Job expire (its result is in status) and removes the
+// finalizer.
+
 // Finalizer keeps a CR until the node it stopped is started and its lock
 // released, so deleting a CR mid-operation never leaves a node down.
 const Finalizer = "citacloud.rivtower.com/start-node"
@@ -38,6 +68,36 @@ const (
 	ReasonWaiting       = "Waiting"
 	ReasonHolding       = "Holding"
 )
+
+// step is what one step of the machine decided: proceed to the next step in
+// this sync, stop here until an event or for a while (after), or end the
+// operation with an outcome. The zero step waits for the next event.
+type step struct {
+	proceed bool
+	after   time.Duration
+	outcome *outcome
+}
+
+// outcome is how an operation ends: Complete, or Failed with a reason.
+type outcome struct {
+	succeeded bool
+	reason    string // a failure's, for the Succeeded condition and its event
+	message   string
+}
+
+var proceed = step{proceed: true}
+
+// wait stops the sync here; it looks again after d even without an event
+// (0: only on an event).
+func wait(d time.Duration) step { return step{after: d} }
+
+func success(format string, args ...any) step {
+	return step{outcome: &outcome{succeeded: true, message: fmt.Sprintf(format, args...)}}
+}
+
+func failure(reason, format string, args ...any) step {
+	return step{outcome: &outcome{reason: reason, message: fmt.Sprintf(format, args...)}}
+}
 
 // syncOperation advances one operation as far as the cluster allows, then
 // writes its status if it changed. Every step is derived from the cluster
@@ -102,10 +162,10 @@ func (c *Controller) syncOperation(ctx context.Context, k *kind, key cache.Objec
 func (c *Controller) advance(ctx context.Context, op *operation) (time.Duration, error) {
 	st := op.status
 	if op.obj.GetDeletionTimestamp() != nil {
-		return c.finalize(ctx, op)
+		return c.deleted(ctx, op)
 	}
-	if isFinished(st) {
-		return 0, c.afterFinish(ctx, op)
+	if ended(st) {
+		return 0, c.afterEnd(ctx, op)
 	}
 	if !slices.Contains(op.obj.GetFinalizers(), Finalizer) {
 		return 0, c.patchFinalizers(ctx, op, append(slices.Clone(op.obj.GetFinalizers()), Finalizer))
@@ -117,18 +177,28 @@ func (c *Controller) advance(ctx context.Context, op *operation) (time.Duration,
 	}
 	st.ObservedGeneration = op.obj.GetGeneration()
 
-	if isDecided(st) {
-		return c.finish(ctx, op)
+	if hasOutcome(st) {
+		return c.end(ctx, op)
 	}
+	next, err := c.decide(ctx, op)
+	if err != nil {
+		return 0, err
+	}
+	if next.outcome != nil {
+		return c.settle(ctx, op, *next.outcome)
+	}
+	return next.after, nil
+}
 
+// decide runs the steps up to the first that does not proceed.
+func (c *Controller) decide(ctx context.Context, op *operation) (step, error) {
 	// A Job that already finished is the outcome, whatever else happened
 	// since (an operator that crashed after starting the node, before
 	// recording it): the node is never stopped a second time for it.
 	if job, err := c.ownJob(op); err != nil {
-		return 0, err
+		return step{}, err
 	} else if job != nil && jobFinished(job) && !c.holdsAny(op) {
-		c.recordJobOutcome(op, job)
-		return c.decided(ctx, op)
+		return c.jobOutcome(op, job), nil
 	}
 
 	nodes, err := c.locate(op)
@@ -137,82 +207,70 @@ func (c *Controller) advance(ctx context.Context, op *operation) (time.Duration,
 	}
 	var invalid *nodeops.InvalidError
 	if errors.As(err, &invalid) {
-		c.fail(op, ReasonInvalid, "%s", invalid.Reason)
-		return c.decided(ctx, op)
+		return failure(ReasonInvalid, "%s", invalid.Reason), nil
 	}
 	if err != nil {
-		return 0, err
+		return step{}, err
 	}
 	if c.workloadsBehind(workloadsOf(nodes)) {
-		return cacheLag, nil
+		return wait(cacheLag), nil
 	}
-	if meta.IsStatusConditionTrue(st.Conditions, citav1.ConditionNodeLocked) && !c.holdsAny(op) {
+	if meta.IsStatusConditionTrue(op.status.Conditions, citav1.ConditionNodeLocked) && !c.holdsAny(op) {
 		// The lock (and the recorded replicas) vanished from the workload
 		// while the operation held it: it was replaced or edited. Taking it
 		// again would record its current replicas and stop it a second time.
-		c.fail(op, ReasonLockLost, "the lock on the node's workload is gone (the workload was replaced or its annotations removed while the operation ran): aborted, the workload left as it is now")
-		return c.decided(ctx, op)
+		return failure(ReasonLockLost, "the lock on the node's workload is gone (the workload was replaced or its annotations removed while the operation ran): aborted, the workload left as it is now"), nil
 	}
-
-	if ok, after, err := c.lockNodes(ctx, op, nodes); !ok || err != nil {
-		return after, err
-	}
-	if op.stopsNode() {
-		ok, after, err := c.stopNodes(ctx, op, nodes)
-		if err != nil {
-			return 0, err
-		}
-		if isDecided(st) {
-			return c.decided(ctx, op)
-		}
-		if !ok {
-			return after, nil
-		}
-	} else if op.kind.directNeedsStoppedNode {
-		if running := c.runningPods(nodes); running != "" {
-			c.fail(op, ReasonNodeRunning, "action Direct needs the node stopped, but its pod %s exists: stop it first or use StopAndStart", running)
-			return c.decided(ctx, op)
+	for _, run := range []func(context.Context, *operation, []*nodeops.Node) (step, error){c.lockNodes, c.stopNodes, c.run} {
+		if next, err := run(ctx, op, nodes); err != nil || !next.proceed {
+			return next, err
 		}
 	}
-
-	after, err := c.run(ctx, op, nodes)
-	if err != nil {
-		return 0, err
-	}
-	if isDecided(st) {
-		return c.decided(ctx, op)
-	}
-	return after, nil
+	return step{}, nil
 }
 
-// isDecided: the outcome (Succeeded condition) is known.
-func isDecided(st *citav1.OperationStatus) bool {
+// hasOutcome: the outcome (the Succeeded condition) is recorded.
+func hasOutcome(st *citav1.OperationStatus) bool {
 	return meta.FindStatusCondition(st.Conditions, citav1.ConditionSucceeded) != nil
 }
 
-// decided is called once the outcome is known. If the operation touched
-// nothing it finishes now; otherwise the outcome is written first and the
-// nodes are started on the next sync, so a crash in between can neither
-// lose the outcome nor run the operation a second time.
+// ended: Complete or Failed.
+func ended(st *citav1.OperationStatus) bool {
+	return st.Status == citav1.PhaseComplete || st.Status == citav1.PhaseFailed
+}
+
+// settle is the one place an outcome is acted on: it is recorded (the
+// Succeeded condition, the message, a Warning event for a failure); if the
+// operation touched nothing it ends now; otherwise the outcome is written
+// first and the nodes are started on the next sync, so a crash in between
+// can neither lose the outcome nor run the operation a second time.
 //
 // One case needs no separate write: the outcome read from a finished Job of
 // the operation's own. Until its TTL is set (after the outcome is written)
 // that Job is itself a durable record of the outcome, which a restarted
-// operator reads again (see advance), so the node is started and the
+// operator reads again (see decide), so the node is started and the
 // outcome written together.
-func (c *Controller) decided(ctx context.Context, op *operation) (time.Duration, error) {
+func (c *Controller) settle(ctx context.Context, op *operation, o outcome) (time.Duration, error) {
+	c.record(op, o)
 	if !c.holdsAny(op) && len(c.activeJobPods(string(op.obj.GetUID()))) == 0 {
-		return c.finish(ctx, op)
+		return c.end(ctx, op)
 	}
 	if job, err := c.ownJob(op); err == nil && job != nil && jobFinished(job) {
-		return c.finish(ctx, op)
+		return c.end(ctx, op)
 	}
-	op.setStep(citav1.StepStarting, "%s", meta.FindStatusCondition(op.status.Conditions, citav1.ConditionSucceeded).Message)
+	op.setStep(citav1.StepStarting, "%s", o.message)
 	return 0, nil
 }
 
-func isFinished(st *citav1.OperationStatus) bool {
-	return st.Status == citav1.PhaseComplete || st.Status == citav1.PhaseFailed
+// record sets the outcome in status.
+func (c *Controller) record(op *operation, o outcome) {
+	if o.succeeded {
+		c.setCondition(op, citav1.ConditionSucceeded, metav1.ConditionTrue, ReasonSucceeded, "%s", o.message)
+		return
+	}
+	c.setCondition(op, citav1.ConditionSucceeded, metav1.ConditionFalse, o.reason, "%s", o.message)
+	op.status.Message = o.message
+	c.event(op, eventWarning, o.reason, "%s", o.message)
 }
 
 // locate finds the operation's nodes in the cache.
@@ -243,10 +301,8 @@ func (c *Controller) validate(ctx context.Context, op *operation, nodes []*nodeo
 			return err
 		}
 	}
-	if !op.stopsNode() && op.kind.directNeedsStoppedNode {
-		if running := c.runningPods(nodes); running != "" {
-			return &nodeops.InvalidError{Reason: fmt.Sprintf("action Direct needs the node stopped, but its pod %s exists: stop it first or use StopAndStart", running)}
-		}
+	if why := c.directRefused(op, nodes); why != "" {
+		return &nodeops.InvalidError{Reason: why}
 	}
 	if op.affinity {
 		for _, n := range nodes {
@@ -267,33 +323,24 @@ func (c *Controller) validate(ctx context.Context, op *operation, nodes []*nodeo
 	return nil
 }
 
-// runningPods names a pod of the nodes that exists, or returns "".
-func (c *Controller) runningPods(nodes []*nodeops.Node) string {
+// directRefused says why an operation with action Direct cannot run now: its
+// kind needs the node stopped and a pod of it exists. "" if it can.
+func (c *Controller) directRefused(op *operation, nodes []*nodeops.Node) string {
+	if op.stopsNode() || !op.kind.directNeedsStoppedNode {
+		return ""
+	}
 	for _, n := range nodes {
 		pods, err := n.Pods(c.listers.Pods)
 		if err == nil && len(pods) > 0 {
-			return pods[0].Name
+			return fmt.Sprintf("action Direct needs the node stopped, but its pod %s exists: stop it first or use StopAndStart", pods[0].Name)
 		}
 	}
 	return ""
 }
 
-// fail records the failure; finish then starts the nodes and ends the
-// operation.
-func (c *Controller) fail(op *operation, reason, format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	c.setCondition(op, citav1.ConditionSucceeded, metav1.ConditionFalse, reason, "%s", msg)
-	op.status.Message = msg
-	c.event(op, eventWarning, reason, "%s", msg)
-}
-
-func (c *Controller) succeed(op *operation, format string, args ...any) {
-	c.setCondition(op, citav1.ConditionSucceeded, metav1.ConditionTrue, ReasonSucceeded, format, args...)
-}
-
-// finish: make sure no Job pod still runs, start and release every node the
-// operation holds, then record the outcome.
-func (c *Controller) finish(ctx context.Context, op *operation) (time.Duration, error) {
+// end: make sure no Job pod still runs, start and release every node the
+// operation holds, then end the operation with its recorded outcome.
+func (c *Controller) end(ctx context.Context, op *operation) (time.Duration, error) {
 	if wait, err := c.stopJob(ctx, op); err != nil || wait > 0 {
 		return wait, err
 	}
@@ -349,37 +396,37 @@ func (c *Controller) releaseWorkload(ctx context.Context, op *operation, w *node
 	return nil
 }
 
-// afterFinish: the result is recorded, so the Job may now expire; then the
+// afterEnd: the result is recorded, so the Job may now expire; then the
 // finalizer goes.
-func (c *Controller) afterFinish(ctx context.Context, op *operation) error {
+func (c *Controller) afterEnd(ctx context.Context, op *operation) error {
 	if err := c.setJobTTL(ctx, op); err != nil {
 		return err
 	}
 	if len(c.heldWorkloads(op)) > 0 {
 		// Cannot happen through this machine (release precedes the outcome);
 		// repair rather than leave a node locked.
-		_, err := c.finish(ctx, op)
+		_, err := c.end(ctx, op)
 		return err
 	}
 	return c.removeFinalizer(ctx, op)
 }
 
-// finalize handles a deleted CR: its Job is stopped, its nodes started and
+// deleted handles a deleted CR: its Job is stopped, its nodes started and
 // released, then the finalizer is removed.
-func (c *Controller) finalize(ctx context.Context, op *operation) (time.Duration, error) {
+func (c *Controller) deleted(ctx context.Context, op *operation) (time.Duration, error) {
 	if !slices.Contains(op.obj.GetFinalizers(), Finalizer) {
 		return 0, nil
 	}
-	if !isFinished(op.status) {
+	if !ended(op.status) {
 		// The outcome is written first; the finalizer goes on the next sync,
 		// as removing it may delete the object.
-		if !isDecided(op.status) {
-			c.fail(op, ReasonDeleted, "the %s was deleted before it finished", op.kind.name)
+		if !hasOutcome(op.status) {
+			c.record(op, *failure(ReasonDeleted, "the %s was deleted before it finished", op.kind.name).outcome)
 		}
-		return c.finish(ctx, op)
+		return c.end(ctx, op)
 	}
 	if len(c.heldWorkloads(op)) > 0 {
-		return c.finish(ctx, op)
+		return c.end(ctx, op)
 	}
 	return 0, c.removeFinalizer(ctx, op)
 }

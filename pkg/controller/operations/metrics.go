@@ -69,7 +69,7 @@ func (c *Controller) observe(op *operation, before citav1.Phase) {
 	switch {
 	case before == "" && st.Status == citav1.PhaseActive:
 		c.metrics.started.WithLabelValues(op.kind.name).Inc()
-	case before != st.Status && isFinished(st):
+	case before != st.Status && ended(st):
 		result := string(st.Status)
 		c.metrics.finished.WithLabelValues(op.kind.name, result).Inc()
 		if st.StartTime != nil && st.EndTime != nil {

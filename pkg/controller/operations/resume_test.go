@@ -72,7 +72,7 @@ func TestResumeAfterRestartAtEveryStep(t *testing.T) {
 							t.Fatalf("sync after restart: %v", err)
 						}
 						world(f, d, "uid-fb", "fb-fallback")
-						if st := f.status(cr); isFinished(st) && len(f.cr(cr).GetFinalizers()) == 0 {
+						if st := f.status(cr); ended(st) && len(f.cr(cr).GetFinalizers()) == 0 {
 							break
 						}
 					}

@@ -33,8 +33,15 @@ func (c *Controller) recordStop(op *operation, n *nodeops.Node, machine string) 
 // stopNodes scales every node of the operation to 0 and waits until their
 // pods are gone (a terminating pod may still write to the volume). Pods left
 // behind after the grace period are deleted; at the stop timeout the
-// operation fails (and finish starts the nodes again).
-func (c *Controller) stopNodes(ctx context.Context, op *operation, nodes []*nodeops.Node) (bool, time.Duration, error) {
+// operation fails (and end starts the nodes again). With action Direct
+// nothing is stopped: the kinds that need a stopped node check it is.
+func (c *Controller) stopNodes(ctx context.Context, op *operation, nodes []*nodeops.Node) (step, error) {
+	if !op.stopsNode() {
+		if why := c.directRefused(op, nodes); why != "" {
+			return failure(ReasonNodeRunning, "%s", why), nil
+		}
+		return proceed, nil
+	}
 	// stoppedNow: the nodes this sync scaled to 0, which the cache does not
 	// show yet. Every node is stopped in the same sync (one status write).
 	var stoppedNow []string
@@ -43,19 +50,18 @@ func (c *Controller) stopNodes(ctx context.Context, op *operation, nodes []*node
 		if _, stopped := nodeops.StoppedReplicas(w); !stopped {
 			machine, err := n.Machine(c.listers.Pods)
 			if err != nil {
-				return false, 0, err
+				return step{}, err
 			}
 			req := nodeops.LockRequest{Holder: op.holder(), Stop: true, Machine: machine}
 			if err := c.patchWorkload(ctx, n.Namespace, w, nodeops.LockPatch(w, req)); err != nil {
-				return false, 0, err
+				return step{}, err
 			}
 			c.recordStop(op, n, machine)
 			stoppedNow = append(stoppedNow, n.Name)
 			continue
 		}
 		if w.Replicas != 0 {
-			c.fail(op, ReasonScaledByOther, "%s was scaled to %d by someone else while stopped for this operation: aborted, replicas left as they set them", w.Key(), w.Replicas)
-			return false, 0, nil
+			return failure(ReasonScaledByOther, "%s was scaled to %d by someone else while stopped for this operation: aborted, replicas left as they set them", w.Key(), w.Replicas), nil
 		}
 	}
 	if len(stoppedNow) > 1 {
@@ -64,7 +70,7 @@ func (c *Controller) stopNodes(ctx context.Context, op *operation, nodes []*node
 		op.setStep(citav1.StepStopping, "stopping nodes %s (replicas recorded)", names)
 	}
 	if len(stoppedNow) > 0 {
-		return false, 0, nil
+		return step{}, nil
 	}
 
 	// left: the nodes' pods still there; behind: those of them whose
@@ -75,7 +81,7 @@ func (c *Controller) stopNodes(ctx context.Context, op *operation, nodes []*node
 	for _, n := range nodes {
 		pods, err := n.Pods(c.listers.Pods)
 		if err != nil {
-			return false, 0, err
+			return step{}, err
 		}
 		left = append(left, pods...)
 		if n.Workload.ControllerSawSpec() {
@@ -88,7 +94,7 @@ func (c *Controller) stopNodes(ctx context.Context, op *operation, nodes []*node
 		if !meta.IsStatusConditionTrue(op.status.Conditions, citav1.ConditionNodeStopped) {
 			c.setCondition(op, citav1.ConditionNodeStopped, metav1.ConditionTrue, "Stopped", "no pod of the node(s) exists")
 		}
-		return true, 0, nil
+		return proceed, nil
 	}
 
 	since := op.status.StartTime.Time
@@ -101,8 +107,7 @@ func (c *Controller) stopNodes(ctx context.Context, op *operation, nodes []*node
 		if late != nil {
 			why = fmt.Sprintf(" (the %s controller never acted on the stop: %s is at generation %d, its status at %d)", late.Kind, late.Key(), late.Object.GetGeneration(), late.Observed)
 		}
-		c.fail(op, ReasonStopTimeout, "pod %s of the node was still there %s after the node was scaled to 0%s", left[0].Name, c.cfg.StopTimeout, why)
-		return false, 0, nil
+		return failure(ReasonStopTimeout, "pod %s of the node was still there %s after the node was scaled to 0%s", left[0].Name, c.cfg.StopTimeout, why), nil
 	}
 	// Pods are left behind when the workload's controller has acted on the
 	// stop and still not removed them (a StatefulSet with OrderedReady
@@ -124,15 +129,15 @@ func (c *Controller) stopNodes(ctx context.Context, op *operation, nodes []*node
 				continue
 			}
 			if err != nil {
-				return false, 0, err
+				return step{}, err
 			}
 			err = c.kube.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}})
 			if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-				return false, 0, err
+				return step{}, err
 			}
 			c.event(op, eventWarning, "PodDeleted", "pod %s was still there %s after its node was scaled to 0: deleted it", p.Name, elapsed.Round(time.Second))
 		}
-		return false, c.cfg.StopTimeout - elapsed, nil
+		return wait(c.cfg.StopTimeout - elapsed), nil
 	}
-	return false, c.cfg.StopGracePeriod - elapsed, nil
+	return wait(c.cfg.StopGracePeriod - elapsed), nil
 }

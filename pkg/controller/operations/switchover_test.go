@@ -102,7 +102,7 @@ func TestSwitchoverSwapsExactlyOnce(t *testing.T) {
 			for range 20 {
 				_ = f.sync("Switchover", "sw")
 				playKubelet(f, "node0", "node1")
-				if st := f.status(cr); isFinished(st) && len(f.cr(cr).GetFinalizers()) == 0 {
+				if st := f.status(cr); ended(st) && len(f.cr(cr).GetFinalizers()) == 0 {
 					break
 				}
 			}
@@ -132,7 +132,7 @@ func TestSwitchoverAgainstAnOperationOnOneOfItsNodes(t *testing.T) {
 		_ = f.sync("BlockHeightFallback", "fb")
 		playKubelet(f, "node0", "node1")
 		world(f, d, "uid-fb", "fb-fallback")
-		if isFinished(f.status(sw)) && isFinished(f.status(fb)) {
+		if ended(f.status(sw)) && ended(f.status(fb)) {
 			break
 		}
 	}
@@ -154,7 +154,7 @@ func TestSwitchoversInOppositeOrderDoNotDeadlock(t *testing.T) {
 		_ = f.sync("Switchover", "b")
 		_ = f.sync("Switchover", "a")
 		playKubelet(f, "node0", "node1")
-		if isFinished(f.status(a)) && isFinished(f.status(b)) {
+		if ended(f.status(a)) && ended(f.status(b)) {
 			break
 		}
 	}
