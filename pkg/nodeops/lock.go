@@ -18,62 +18,6 @@ import (
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
 )
 
-// The lock on a node, and what stopping it recorded, live in annotations of
-// the workload itself: they survive an operator restart and a deleted CR,
-// and the apiserver's resourceVersion check makes taking the lock atomic.
-const (
-	// AnnotationHolder names the operation holding the workload: Kind/name.
-	AnnotationHolder = "citacloud.rivtower.com/operation"
-	// AnnotationHolderUID is the holder's UID, to tell it from a namesake.
-	AnnotationHolderUID = "citacloud.rivtower.com/operation-uid"
-	// AnnotationReplicas is the replica count before the holder stopped the
-	// workload; present only while it is stopped by the holder.
-	AnnotationReplicas = "citacloud.rivtower.com/stopped-replicas"
-	// AnnotationMachine is the Kubernetes node the node's pod ran on before
-	// the stop.
-	AnnotationMachine = "citacloud.rivtower.com/stopped-machine"
-	// AnnotationAccount is the account ConfigMap a Switchover found on the
-	// node before swapping, so the swap is computed from it, exactly once.
-	AnnotationAccount = "citacloud.rivtower.com/account-before-switchover"
-	// AnnotationNode is the node a single-node operation works on, as
-	// deployMethod/chain/node: what finding the node's data takes once the
-	// operation itself is gone (a recovery before an orphaned node starts).
-	AnnotationNode = "citacloud.rivtower.com/operation-node"
-)
-
-// Holder identifies an operation that holds (or wants) a node.
-type Holder struct {
-	Kind string
-	Name string
-	UID  types.UID
-}
-
-func (h Holder) String() string { return h.Kind + "/" + h.Name }
-
-// HolderOf returns the operation holding the workload, if any.
-func HolderOf(w *Workload) (Holder, bool) {
-	a := w.Object.GetAnnotations()
-	v, ok := a[AnnotationHolder]
-	if !ok {
-		return Holder{}, false
-	}
-	var h Holder
-	for i := 0; i < len(v); i++ {
-		if v[i] == '/' {
-			h.Kind, h.Name = v[:i], v[i+1:]
-			break
-		}
-	}
-	h.UID = types.UID(a[AnnotationHolderUID])
-	return h, true
-}
-
-// HeldBy reports whether h holds the workload.
-func HeldBy(w *Workload, h Holder) bool {
-	got, ok := HolderOf(w)
-	return ok && got.UID == h.UID
-}
-
 // StoppedReplicas is the replica count recorded when the workload was
 // stopped; ok is false when it is not stopped by an operation.
 func StoppedReplicas(w *Workload) (replicas int32, ok bool) {
@@ -173,9 +117,6 @@ type jsonPatchOp struct {
 	Path  string `json:"path"`
 	Value any    `json:"value,omitempty"`
 }
-
-// lockAnnotations are every annotation a lock writes.
-var lockAnnotations = []string{AnnotationHolder, AnnotationHolderUID, AnnotationReplicas, AnnotationMachine, AnnotationAccount, AnnotationNode}
 
 // annotationPath is the JSON pointer of an annotation ("/" in a key is
 // written "~1", "~" is "~0").

@@ -2,7 +2,8 @@
 // workload that stopping it scales, where its data and config live, which
 // crypto and consensus it runs. It also builds the objects an operation
 // creates for a node (the Job, the backup PVC) and the patches that lock,
-// stop and start it.
+// stop and start it. The lock is a contract for every writer of a node's
+// workload, not only the operations: see lockcontract.go.
 package nodeops
 
 import (

@@ -117,8 +117,8 @@ func TestChartOnLocalCluster(t *testing.T) {
 		}
 		return names
 	}
-	if got := crdNames(); len(got) != len(operationKinds) {
-		t.Errorf("after helm install: CRDs %v, want %d", got, len(operationKinds))
+	if got := crdNames(); len(got) != len(chartCRDs(t)) {
+		t.Errorf("after helm install: CRDs %v, want the chart's %d", got, len(chartCRDs(t)))
 	}
 	d, err := kube.AppsV1().Deployments(releaseNS).Get(ctx, releaseName, metav1.GetOptions{})
 	if err != nil {
@@ -295,8 +295,8 @@ spec:
 	if err != nil {
 		t.Errorf("after helm uninstall, still there: %v (%v)", left, err)
 	}
-	if got := crdNames(); len(got) != len(operationKinds) {
-		t.Errorf("after helm uninstall: CRDs %v, want all %d kept", got, len(operationKinds))
+	if got := crdNames(); len(got) != len(chartCRDs(t)) {
+		t.Errorf("after helm uninstall: CRDs %v, want all %d kept", got, len(chartCRDs(t)))
 	}
 }
 
@@ -345,7 +345,7 @@ func checkAccess(t *testing.T, ctx context.Context, kube kubernetes.Interface) {
 		group, resource, subresource, verb, namespace, name string
 	}
 	var allowed []access
-	for _, k := range operationKinds {
+	for _, k := range operationResources(t) {
 		for _, v := range []string{"get", "list", "watch", "patch"} {
 			allowed = append(allowed, access{"citacloud.rivtower.com", k, "", v, watchedNS, ""})
 		}

@@ -10,8 +10,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
-var operationKinds = []string{"blockheightfallbacks", "backups", "snapshots", "restores", "switchovers", "changeowners"}
-
 func suffixed(names []string, suffix string) []string {
 	out := make([]string, len(names))
 	for i, n := range names {
@@ -21,11 +19,12 @@ func suffixed(names []string, suffix string) []string {
 }
 
 // operationRules are exactly what the operator does on the API in the watched
-// namespace(s) (see templates/_rbac.tpl for why each is needed).
-func operationRules() []rbacv1.PolicyRule {
+// namespace(s) (see templates/_rbac.tpl for why each is needed), on the
+// operation kinds' resources.
+func operationRules(operations []string) []rbacv1.PolicyRule {
 	return []rbacv1.PolicyRule{
-		{APIGroups: []string{"citacloud.rivtower.com"}, Resources: operationKinds, Verbs: []string{"get", "list", "watch", "patch"}},
-		{APIGroups: []string{"citacloud.rivtower.com"}, Resources: suffixed(operationKinds, "/status"), Verbs: []string{"update"}},
+		{APIGroups: []string{"citacloud.rivtower.com"}, Resources: operations, Verbs: []string{"get", "list", "watch", "patch"}},
+		{APIGroups: []string{"citacloud.rivtower.com"}, Resources: suffixed(operations, "/status"), Verbs: []string{"update"}},
 		{APIGroups: []string{"apps"}, Resources: []string{"statefulsets", "deployments"}, Verbs: []string{"get", "list", "watch", "patch"}},
 		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch", "delete"}},
 		{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"get", "list", "watch", "create", "delete", "patch"}},
@@ -134,8 +133,9 @@ func ruleKey(r rbacv1.PolicyRule) string {
 }
 
 func TestRBACExactRules(t *testing.T) {
-	finalizerRules := append(operationRules(), rbacv1.PolicyRule{
-		APIGroups: []string{"citacloud.rivtower.com"}, Resources: suffixed(operationKinds, "/finalizers"), Verbs: []string{"update"},
+	operations := operationResources(t)
+	finalizerRules := append(operationRules(operations), rbacv1.PolicyRule{
+		APIGroups: []string{"citacloud.rivtower.com"}, Resources: suffixed(operations, "/finalizers"), Verbs: []string{"update"},
 	})
 	tests := map[string]struct {
 		args []string
@@ -143,7 +143,7 @@ func TestRBACExactRules(t *testing.T) {
 	}{
 		"default values: cluster-wide": {
 			want: []grant{
-				{Kind: "ClusterRole", Name: "cita-node-operator", Rules: operationRules()},
+				{Kind: "ClusterRole", Name: "cita-node-operator", Rules: operationRules(operations)},
 				{Kind: "ClusterRole", Name: "cita-node-operator-nodes", Rules: nodeRules},
 				{Kind: "Role", Name: "cita-node-operator-leader-election", Scope: releaseNS, Rules: leaseRules},
 			},
@@ -152,7 +152,7 @@ func TestRBACExactRules(t *testing.T) {
 			args: []string{"--set", "watchNamespace=app-rivspace"},
 			want: []grant{
 				{Kind: "ClusterRole", Name: "cita-node-operator-nodes", Rules: nodeRules},
-				{Kind: "Role", Name: "cita-node-operator", Scope: "app-rivspace", Rules: operationRules()},
+				{Kind: "Role", Name: "cita-node-operator", Scope: "app-rivspace", Rules: operationRules(operations)},
 				{Kind: "Role", Name: "cita-node-operator-leader-election", Scope: releaseNS, Rules: leaseRules},
 			},
 		},
@@ -160,14 +160,14 @@ func TestRBACExactRules(t *testing.T) {
 			args: []string{"--set", "watchNamespace=cita"},
 			want: []grant{
 				{Kind: "ClusterRole", Name: "cita-node-operator-nodes", Rules: nodeRules},
-				{Kind: "Role", Name: "cita-node-operator", Scope: releaseNS, Rules: operationRules()},
+				{Kind: "Role", Name: "cita-node-operator", Scope: releaseNS, Rules: operationRules(operations)},
 				{Kind: "Role", Name: "cita-node-operator-leader-election", Scope: releaseNS, Rules: leaseRules},
 			},
 		},
 		"leader election off: no Lease rules": {
 			args: []string{"--set", "replicaCount=1", "--set", "leaderElection.enabled=false"},
 			want: []grant{
-				{Kind: "ClusterRole", Name: "cita-node-operator", Rules: operationRules()},
+				{Kind: "ClusterRole", Name: "cita-node-operator", Rules: operationRules(operations)},
 				{Kind: "ClusterRole", Name: "cita-node-operator-nodes", Rules: nodeRules},
 			},
 		},

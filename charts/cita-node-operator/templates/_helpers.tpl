@@ -68,3 +68,18 @@ nodes itself, with an API token this chart never gives to Job pods).
   name: {{ include "cita-node-operator.serviceAccountName" . }}
   namespace: {{ .Release.Namespace }}
 {{- end }}
+
+{{/*
+The plural resource names of the operation kinds, the chart's one list of
+them: the operations' RBAC rules and the finalizer policy both take it.
+One per operation CRD in crds/ (test/packaging fails when the two differ).
+A YAML list: `include "cita-node-operator.operationResources" . | fromYamlArray`.
+*/}}
+{{- define "cita-node-operator.operationResources" -}}
+- blockheightfallbacks
+- backups
+- snapshots
+- restores
+- switchovers
+- changeowners
+{{- end }}

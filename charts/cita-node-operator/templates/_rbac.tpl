@@ -3,8 +3,8 @@ The rules of the operations' (Cluster)Role: the same whether cluster-wide or in
 watchNamespace. Each rule says why the operator needs it.
 */}}
 {{- define "cita-node-operator.operationRules" -}}
-{{- $kinds := list "blockheightfallbacks" "backups" "snapshots" "restores" "switchovers" "changeowners" -}}
-# The six operation kinds: informers (list, watch); finalizers and other
+{{- $kinds := include "cita-node-operator.operationResources" . | fromYamlArray -}}
+# The operation kinds: informers (list, watch); finalizers and other
 # metadata are merge-patched (patch), never a full update of the spec; get for
 # kubectl-style live reads of an operation.
 - apiGroups: ["citacloud.rivtower.com"]
