@@ -15,7 +15,7 @@ import (
 // the node's workload itself (the StatefulSet or Deployment that stop and
 // start scale): they survive an operator restart and a deleted CR, and the
 // apiserver's resourceVersion check makes taking the lock atomic. Only an
-// operation (pkg/controller) takes and releases the lock, with LockPatch and
+// operation (pkg/controller/operations) takes and releases the lock, with LockPatch and
 // ReleasePatch.
 //
 // A workload is held by an operation while it carries AnnotationHolder,

@@ -33,9 +33,10 @@ watchNamespace. Each rule says why the operator needs it.
   verbs: ["update"]
 {{- end }}
 # The nodes' workloads: cloud-config and helm nodes are StatefulSets, python
-# nodes Deployments. Informers (list, watch); stop/start, the node lock
-# annotations and Switchover's account-volume swap are patches with a
-# resourceVersion precondition (patch).
+# nodes Deployments. Informers (list, watch); the lock and the stop are one
+# patch with a resourceVersion precondition, the start a JSON patch that
+# first tests the lock, Switchover's account-volume swap a patch of
+# workloads it holds (patch).
 - apiGroups: ["apps"]
   resources: ["statefulsets", "deployments"]
   verbs: ["get", "list", "watch", "patch"]

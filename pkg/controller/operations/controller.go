@@ -247,7 +247,7 @@ func (c *Controller) workloadChanged(obj any) {
 		}
 	}
 	c.enqueueWaiters(o.GetNamespace(), kindName+"/"+o.GetName())
-	if h, held := holderAnnotation(o); held {
+	if h, held := nodeops.Held(o); held {
 		if k := c.kindByName[h.Kind]; k != nil {
 			k.queue.Add(cache.ObjectName{Namespace: o.GetNamespace(), Name: h.Name})
 		}
@@ -365,7 +365,7 @@ func indexHolder(obj any) ([]string, error) {
 	if !ok {
 		return nil, nil
 	}
-	if h, held := holderAnnotation(o); held {
+	if h, held := nodeops.Held(o); held {
 		return []string{o.GetNamespace() + "/" + h.String()}, nil
 	}
 	return nil, nil
@@ -380,10 +380,6 @@ func indexPodOperation(obj any) ([]string, error) {
 		return []string{uid}, nil
 	}
 	return nil, nil
-}
-
-func holderAnnotation(o metav1.Object) (nodeops.Holder, bool) {
-	return nodeops.HolderOf(&nodeops.Workload{Object: o})
 }
 
 // podWorkloadKey is the workload a node's pod belongs to: its StatefulSet,
