@@ -1,7 +1,30 @@
 // Package operations runs the operations: one named, rate-limited queue per
 // CR kind feeding one state machine (validate → lock → stop → run → start →
-// finish), driven by informers on the CRs and on what they touch (Jobs,
-// pods, StatefulSets, Deployments, PVCs).
+// finish, see machine.go), driven by informers on the CRs and on what they
+// touch (Jobs, pods, StatefulSets, Deployments, PVCs).
+//
+// The kinds are a table (kinds.go): each kind's file declares it once and
+// registers it; the queues, informers, event handlers, main and the tests
+// derive from the table.
+//
+// Adding an operation kind:
+//
+//  1. Its API type, pkg/apis/citacloud/v1/<kind>_types.go (spec embedding
+//     NodeTarget, NodeJobOptions and JobOptions; status embedding
+//     OperationStatus), then `make generate`: deepcopy, clientset,
+//     listers, informers, the CRD and the chart's copy of it.
+//  2. Its kind file here, <kind>.go: an init function that registers a
+//     Kind — name, resource, Job suffix, informer, client, how its CR maps
+//     onto the machine (Operation) and the hooks it needs, nothing else.
+//  3. If its Job does new data work: that work in pkg/nodeops/datamove,
+//     declared as a job-binary operation (its name and flags) in
+//     jobargs' op table and given its runner in cmd/cita-node-job.
+//  4. Its plural resource in the chart's one list of operation resources
+//     (the operationResources template: RBAC and the finalizer policy).
+//
+// Tests fail if the API's kinds and the table differ (TestTableIsTheAPI),
+// if the chart's list and the CRDs differ (test/packaging), or if a job
+// operation lacks its runner (cmd/cita-node-job).
 package operations
 
 import (

@@ -67,6 +67,12 @@ type fixture struct {
 
 func newFixture(t *testing.T, objects ...runtime.Object) *fixture {
 	t.Helper()
+	return newFixtureOf(t, table, objects...)
+}
+
+// newFixtureOf is newFixture with a controller of the given kinds only.
+func newFixtureOf(t *testing.T, kinds []*declaration, objects ...runtime.Object) *fixture {
+	t.Helper()
 	_, ctx := ktesting.NewTestContext(t)
 	var kubeObjs, citaObjs []runtime.Object
 	for _, o := range objects {
@@ -86,7 +92,7 @@ func newFixture(t *testing.T, objects ...runtime.Object) *fixture {
 		cita:     citafake.NewSimpleClientset(citaObjs...),
 		clock:    testingclock.NewFakeClock(t0),
 		recorder: record.NewFakeRecorder(1000),
-		kinds:    table,
+		kinds:    kinds,
 	}
 	f.rv = &rvCounter{n: 100, now: f.clock.Now}
 	f.rv.install(&f.kube.Fake, f.kube.Tracker())
@@ -157,7 +163,7 @@ func (f *fixture) refresh() {
 	replace(f.kubeInf.Batch().V1().Jobs().Informer(), listOf(tr, batchv1.SchemeGroupVersion.WithResource("jobs"), batchv1.SchemeGroupVersion.WithKind("Job")))
 	gv := citav1.SchemeGroupVersion
 	for _, k := range f.c.kinds {
-		replace(k.informer, listOf(ct, gv.WithResource(k.resource), gv.WithKind(k.name)))
+		replace(k.informer, listOf(ct, gv.WithResource(k.resource), gv.WithKind(k.typeName)))
 	}
 }
 
@@ -355,7 +361,13 @@ func (f *fixture) status(obj object) *citav1.OperationStatus {
 func (f *fixture) op(obj object) *operation {
 	f.t.Helper()
 	gvks, _, _ := scheme().ObjectKinds(obj)
-	k := f.c.kindByName[gvks[0].Kind]
+	var k *kind
+	for _, kk := range f.c.kinds {
+		if kk.typeName == gvks[0].Kind {
+			k = kk
+			break
+		}
+	}
 	op, err := k.get(cache.ObjectName{Namespace: ns, Name: obj.GetName()})
 	if err != nil {
 		f.t.Fatal(err)

@@ -3,6 +3,7 @@ package operations
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sort"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -93,10 +94,12 @@ type crClient[T object] interface {
 // declaration is a Kind with its CR type erased: what the table holds.
 type declaration struct {
 	name, resource, jobSuffix string
-	directNeedsStoppedNode    bool
-	recordsAccounts           bool
-	writesNodeRoot            bool
-	runsJob                   bool
+	// typeName is the Go type's name: the API kind T was generated for.
+	typeName               string
+	directNeedsStoppedNode bool
+	recordsAccounts        bool
+	writesNodeRoot         bool
+	runsJob                bool
 	// bind makes the kind's runtime half for one controller.
 	bind func(c *Controller) *kind
 }
@@ -124,6 +127,7 @@ func Kinds() []string {
 func declare[T object](k Kind[T]) *declaration {
 	d := &declaration{
 		name: k.Name, resource: k.Resource, jobSuffix: k.JobSuffix,
+		typeName:               reflect.TypeFor[T]().Elem().Name(),
 		directNeedsStoppedNode: k.DirectNeedsStoppedNode,
 		recordsAccounts:        k.RecordsAccounts,
 		writesNodeRoot:         k.WritesNodeRoot,
