@@ -567,3 +567,75 @@ func TestJobThatNeverStarts(t *testing.T) {
 		}
 	})
 }
+
+// Errors that persist once the node is stopped end the operation and start
+// the node: the source Backup deleted meanwhile, a Job or a PVC refused.
+func TestPersistentErrorsAfterTheStop(t *testing.T) {
+	forbid := func(resource string) func(f *fixture) {
+		return func(f *fixture) {
+			f.kube.PrependReactor("create", resource, func(core.Action) (bool, runtime.Object, error) {
+				return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: resource}, "x", errors.New("denied by policy"))
+			})
+		}
+	}
+	flaky := func(f *fixture) {
+		f.kube.PrependReactor("create", "jobs", func(core.Action) (bool, runtime.Object, error) {
+			return true, nil, apierrors.NewServiceUnavailable("admission webhook unreachable")
+		})
+	}
+	cases := map[string]struct {
+		cr           func(d deployed) object
+		extra        []runtime.Object
+		fault        func(f *fixture)
+		afterStop    func(f *fixture)
+		reason, want string
+	}{
+		"restore source deleted after the stop": {
+			cr:    func(d deployed) object { return restoreFrom(d, "b", "") },
+			extra: completeBackup("b", "test-chain", citav1.PhaseComplete),
+			afterStop: func(f *fixture) {
+				if err := f.cita.Tracker().Delete(citav1.SchemeGroupVersion.WithResource("backups"), ns, "b"); err != nil {
+					f.t.Fatal(err)
+				}
+				f.refresh()
+			},
+			reason: ReasonInvalid, want: "Backup app-rivspace/b does not exist",
+		},
+		"job refused by admission": {
+			cr: func(d deployed) object { return fallbackOn(d) }, fault: forbid("jobs"),
+			reason: ReasonJobCannotRun, want: "denied by policy",
+		},
+		"backup PVC refused by quota": {
+			cr: func(d deployed) object { return backupNamed("bk", d, t0) }, fault: forbid("persistentvolumeclaims"),
+			reason: ReasonJobCannotRun, want: "denied by policy",
+		},
+		"job creation failing until the start timeout": {
+			cr: func(d deployed) object { return fallbackOn(d) }, fault: flaky,
+			reason: ReasonJobCannotRun, want: "no Job could be created within",
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			d := deployments()[0]
+			cr := tc.cr(d)
+			gvks, _, _ := scheme().ObjectKinds(cr)
+			kind := gvks[0].Kind
+			f := newFixture(t, append(append([]runtime.Object{cr}, d.objects...), tc.extra...)...)
+			if tc.fault != nil {
+				tc.fault(f)
+			}
+			f.mustSync(kind, cr.GetName())
+			f.mustSync(kind, cr.GetName()) // lock + stop
+			if tc.afterStop != nil {
+				tc.afterStop(f)
+			}
+			f.deletePod(d.pod)
+			for range 10 {
+				_ = f.sync(kind, cr.GetName())
+				f.clock.Step(time.Minute)
+			}
+			assertFailed(t, f.status(cr), tc.reason, tc.want)
+			assertStartedWith(t, f, d, 1)
+		})
+	}
+}

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
@@ -366,5 +367,39 @@ func TestKindsThatWriteTheNodeRoot(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"BlockHeightFallback", "Restore"}, got); diff != "" {
 		t.Errorf("kinds that rewrite the node root (-want +got):\n%s", diff)
+	}
+}
+
+// A workload replaced while the operation holds it (its lock annotations
+// gone, replicas back) aborts the operation: it is not stopped a second
+// time with the current replicas recorded.
+func TestLockLostIsNotRetaken(t *testing.T) {
+	d := deployments()[0]
+	cr := fallbackOn(d)
+	f := newFixture(t, append([]runtime.Object{cr}, d.objects...)...)
+	runUntilJob(t, f, d)
+	f.runningJobPod("fb-fallback", nil)
+	sts := f.statefulSet("test-chain-node0")
+	sts.Annotations = nil
+	sts.Spec.Replicas = ptr.To[int32](1)
+	f.upsert(sts)
+	f.clearWrites()
+	for range 3 {
+		_ = f.sync("BlockHeightFallback", "fb")
+		for _, p := range f.c.jobPods("uid-fb") {
+			if !f.jobExists("fb-fallback") {
+				f.deletePod(p.Name)
+			}
+		}
+	}
+	if n := stopPatches(f); n != 0 {
+		t.Fatalf("the replaced workload was stopped again (%d scale-downs)", n)
+	}
+	if f.jobExists("fb-fallback") {
+		t.Fatal("the Job still runs beside the replaced workload")
+	}
+	assertFailed(t, f.status(cr), ReasonLockLost, "lock on the node's workload is gone")
+	if workloadReplicas(f, d) != 1 {
+		t.Fatal("replicas not left as the replacement set them")
 	}
 }

@@ -1,14 +1,17 @@
 package operations
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
+	core "k8s.io/client-go/testing"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
@@ -176,4 +179,61 @@ func mustItems(t *testing.T, list runtime.Object) []runtime.Object {
 		t.Fatal(err)
 	}
 	return items
+}
+
+// Two Switchovers of one pair, the later-sorted one holding a node when the
+// other appears first in line: neither waits for the other forever.
+func TestSwitchoversOfOnePairDoNotDeadlock(t *testing.T) {
+	z := switchover("z", "node0", "node1")
+	f := newFixture(t, append([]runtime.Object{z}, twoNodes()...)...)
+	f.mustSync("Switchover", "z")          // finalizer
+	f.mustSync("Switchover", "z")          // holds node0
+	a := switchover("a", "node1", "node0") // same second, a name that sorts first
+	f.upsert(a)
+	for range 40 {
+		_ = f.sync("Switchover", "a")
+		_ = f.sync("Switchover", "z")
+		playKubelet(f, "node0", "node1")
+		f.clock.Step(time.Second)
+	}
+	for _, cr := range []object{a, z} {
+		if st := f.status(cr); st.Status != citav1.PhaseComplete {
+			t.Fatalf("%s: %s %s", cr.GetName(), st.Status, st.Message)
+		}
+	}
+}
+
+// A Switchover interrupted between its two patches and then deleted gives
+// each node its own account back before starting them: never one account
+// on two running nodes.
+func TestHalfDoneSwitchoverIsReverted(t *testing.T) {
+	cr := switchover("sw", "node0", "node1")
+	f := newFixture(t, append([]runtime.Object{cr}, twoNodes()...)...)
+	for range 6 {
+		f.mustSync("Switchover", "sw")
+	}
+	playKubelet(f, "node0", "node1")
+	broken := true
+	f.kube.PrependReactor("patch", "statefulsets", func(a core.Action) (bool, runtime.Object, error) {
+		p := a.(core.PatchAction)
+		if broken && p.GetName() == "node1" && strings.Contains(string(p.GetPatchType()), "strategic") {
+			return true, nil, apierrors.NewInternalError(errors.New("etcd timeout"))
+		}
+		return false, nil, nil
+	})
+	_ = f.sync("Switchover", "sw")
+	if stsAccount(f.statefulSet("node0")) != "node1-account" || stsAccount(f.statefulSet("node1")) != "node1-account" {
+		t.Fatal("the scenario needs node0 swapped and node1 not")
+	}
+	broken = false
+	f.deleteCR(cr)
+	for range 10 {
+		_ = f.sync("Switchover", "sw")
+	}
+	if a0, a1 := stsAccount(f.statefulSet("node0")), stsAccount(f.statefulSet("node1")); a0 != "node0-account" || a1 != "node1-account" {
+		t.Fatalf("accounts after the failed Switchover: node0=%s node1=%s", a0, a1)
+	}
+	if *f.statefulSet("node0").Spec.Replicas != 1 || *f.statefulSet("node1").Spec.Replicas != 2 {
+		t.Fatal("nodes not started")
+	}
 }
