@@ -35,16 +35,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	batchlisters "k8s.io/client-go/listers/batch/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/record"
-	"k8s.io/klog/v2"
-	"k8s.io/utils/clock"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
 	"github.com/cita-cloud/cita-node-operator/pkg/controller"
-	"github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned"
 	citainformers "github.com/cita-cloud/cita-node-operator/pkg/generated/informers/externalversions/citacloud/v1"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
 )
@@ -83,18 +78,11 @@ func DefaultConfig() Config {
 
 // Controller runs operations of every kind.
 type Controller struct {
-	kube     kubernetes.Interface
-	cita     versioned.Interface
-	recorder record.EventRecorder
-	clock    clock.Clock
-	cfg      Config
-	logger   klog.Logger
+	controller.Deps
+	cfg Config
 
-	listers nodeops.Listers
-	jobs    batchlisters.JobLister
-	// citaInformers are the process's informers of every CR kind: a kind's
-	// hooks read other kinds through them (a Restore its Backup).
-	citaInformers   citainformers.Interface
+	listers         nodeops.Listers
+	jobs            batchlisters.JobLister
 	podIndexer      cache.Indexer
 	workloadIndexes []cache.Indexer // StatefulSets, Deployments
 	kinds           []*kind
@@ -129,19 +117,17 @@ func newController(ctx context.Context, d controller.Deps, cfg Config, kinds []*
 	inf := d.Informers.Kube
 	pods := inf.Core().V1().Pods()
 	c := &Controller{
-		kube: d.Kube, cita: d.Cita, recorder: d.Recorder, clock: d.Clock, cfg: cfg,
-		logger: klog.FromContext(ctx),
+		Deps: d, cfg: cfg,
 		listers: nodeops.Listers{
 			StatefulSets: inf.Apps().V1().StatefulSets().Lister(),
 			Deployments:  inf.Apps().V1().Deployments().Lister(),
 			Pods:         nodeops.NewIndexedPodLister(pods.Informer().GetIndexer()),
 			PVCs:         inf.Core().V1().PersistentVolumeClaims().Lister(),
 		},
-		jobs:          inf.Batch().V1().Jobs().Lister(),
-		citaInformers: d.Informers.Cita.Citacloud().V1(),
-		podIndexer:    pods.Informer().GetIndexer(),
-		kindByName:    map[string]*kind{},
-		metrics:       newMetrics(),
+		jobs:       inf.Batch().V1().Jobs().Lister(),
+		podIndexer: pods.Informer().GetIndexer(),
+		kindByName: map[string]*kind{},
+		metrics:    newMetrics(),
 	}
 	c.listers.ConfigMapExists = c.configMapExists
 	for _, decl := range kinds {
@@ -205,10 +191,14 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	})
 }
 
+// citaV1 are the process's informers of every CR kind: a kind's hooks read
+// other kinds through them (a Restore its Backup).
+func (c *Controller) citaV1() citainformers.Interface { return c.Informers.Cita.Citacloud().V1() }
+
 // configMapExists asks the apiserver: ConfigMaps are not cached, because
 // only validation reads one and a namespace may hold many.
 func (c *Controller) configMapExists(namespace, name string) (bool, error) {
-	_, err := c.kube.CoreV1().ConfigMaps(namespace).Get(context.TODO(), name, metav1.GetOptions{})
+	_, err := c.Kube.CoreV1().ConfigMaps(namespace).Get(context.TODO(), name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}

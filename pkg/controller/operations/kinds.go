@@ -134,8 +134,8 @@ func declare[T object](k Kind[T]) *declaration {
 		runsJob:                k.Job != nil,
 	}
 	d.bind = func(c *Controller) *kind {
-		informer := k.Informer(c.citaInformers)
-		client := func(namespace string) crClient[T] { return k.Client(c.cita.CitacloudV1(), namespace) }
+		informer := k.Informer(c.citaV1())
+		client := func(namespace string) crClient[T] { return k.Client(c.Cita.CitacloudV1(), namespace) }
 		kd := &kind{declaration: d, informer: informer, queue: controller.NewQueue(k.Name)}
 		cr := func(op *operation) T { return op.obj.(T) }
 		kd.view = func(obj any) *operation {

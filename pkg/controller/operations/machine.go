@@ -172,7 +172,7 @@ func (c *Controller) advance(ctx context.Context, op *operation) (time.Duration,
 	}
 	if st.Status == "" {
 		st.Status = citav1.PhaseActive
-		st.StartTime = ptrTime(c.clock.Now())
+		st.StartTime = ptrTime(c.Clock.Now())
 		op.setStep(citav1.StepValidating, "validating")
 	}
 	st.ObservedGeneration = op.obj.GetGeneration()
@@ -313,7 +313,7 @@ func (c *Controller) validate(ctx context.Context, op *operation, nodes []*nodeo
 			if machine == "" {
 				return &nodeops.InvalidError{Reason: fmt.Sprintf("podAffinityFlag is set but no pod of node %s is scheduled: there is no machine to place the Job on", n.Name)}
 			}
-			if _, err := c.kube.CoreV1().Nodes().Get(ctx, machine, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			if _, err := c.Kube.CoreV1().Nodes().Get(ctx, machine, metav1.GetOptions{}); apierrors.IsNotFound(err) {
 				return &nodeops.InvalidError{Reason: fmt.Sprintf("podAffinityFlag is set but the machine %s that node %s ran on is gone", machine, n.Name)}
 			} else if err != nil {
 				return err
@@ -370,7 +370,7 @@ func (c *Controller) end(ctx context.Context, op *operation) (time.Duration, err
 	}
 	cond := meta.FindStatusCondition(op.status.Conditions, citav1.ConditionSucceeded)
 	st := op.status
-	st.EndTime = ptrTime(c.clock.Now())
+	st.EndTime = ptrTime(c.Clock.Now())
 	st.Status = citav1.PhaseFailed
 	if cond.Status == metav1.ConditionTrue {
 		st.Status = citav1.PhaseComplete
@@ -468,7 +468,7 @@ const cacheLag = 50 * time.Millisecond
 // patchWorkload sends a patch to a workload and remembers the version
 // written, so that no later sync acts on a cache older than it.
 func (c *Controller) patchWorkload(ctx context.Context, namespace string, w *nodeops.Workload, patch nodeops.Patch) error {
-	rv, err := nodeops.PatchWorkload(ctx, c.kube, w, namespace, patch)
+	rv, err := nodeops.PatchWorkload(ctx, c.Kube, w, namespace, patch)
 	if err == nil {
 		c.written.record(w.Object.GetUID(), rv)
 	} else if apierrors.IsConflict(err) {

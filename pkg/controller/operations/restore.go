@@ -48,7 +48,7 @@ type restoreSource struct {
 func restoreSourceOf(c *Controller, cr *citav1.Restore) (*restoreSource, error) {
 	ns := cr.Namespace
 	if name := cr.Spec.Backup; name != "" {
-		b, err := c.citaInformers.Backups().Lister().Backups(ns).Get(name)
+		b, err := c.citaV1().Backups().Lister().Backups(ns).Get(name)
 		if apierrors.IsNotFound(err) {
 			return nil, &nodeops.InvalidError{Reason: fmt.Sprintf("Backup %s/%s does not exist", ns, name)}
 		}
@@ -61,7 +61,7 @@ func restoreSourceOf(c *Controller, cr *citav1.Restore) (*restoreSource, error) 
 	if name == "" {
 		return nil, &nodeops.InvalidError{Reason: "exactly one of spec.backup or spec.snapshot must be set"}
 	}
-	s, err := c.citaInformers.Snapshots().Lister().Snapshots(ns).Get(name)
+	s, err := c.citaV1().Snapshots().Lister().Snapshots(ns).Get(name)
 	if apierrors.IsNotFound(err) {
 		return nil, &nodeops.InvalidError{Reason: fmt.Sprintf("Snapshot %s/%s does not exist", ns, name)}
 	}

@@ -101,7 +101,7 @@ func (c *Controller) setAccount(ctx context.Context, namespace, sts, configMap s
 	if err != nil {
 		return err
 	}
-	out, err := c.kube.AppsV1().StatefulSets(namespace).Patch(ctx, sts, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+	out, err := c.Kube.AppsV1().StatefulSets(namespace).Patch(ctx, sts, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
 	if err == nil {
 		c.written.record(out.UID, out.ResourceVersion)
 	}
