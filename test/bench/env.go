@@ -80,12 +80,6 @@ func setUp(ctx context.Context, c *config) (*env, error) {
 			return nil, fmt.Errorf("missing %s in %s (run make tools build build)", b, c.binDir)
 		}
 	}
-	quiet := func(string, ...any) {}
-	componentLog := quiet
-	if c.verbose {
-		componentLog = func(f string, a ...any) { logf(f, a...) }
-	}
-
 	start := time.Now()
 	var err error
 	e.cluster, err = localcluster.Start(ctx, localcluster.Options{
@@ -94,7 +88,7 @@ func setUp(ctx context.Context, c *config) (*env, error) {
 		Nodes:              c.kwokNodes,
 		LeavePodsWithLabel: localcluster.JobPodLabel,
 		APIServerProfiling: c.apiProfile != "",
-		Logf:               componentLog,
+		Logf:               e.componentLog,
 	})
 	if err != nil {
 		return nil, err
@@ -115,13 +109,11 @@ func setUp(ctx context.Context, c *config) (*env, error) {
 	if err := e.installOperatorResources(ctx); err != nil {
 		return e, err
 	}
-	e.runner, err = jobrunner.Start(ctx, jobrunner.Options{
-		Cluster:   e.cluster,
-		JobBinary: filepath.Join(c.binDir, "cita-node-job"),
-		Logf:      componentLog,
-	})
-	if err != nil {
-		return e, fmt.Errorf("job runner: %w", err)
+	// With instant rounds the runner starts after them (see run).
+	if c.instant == 0 {
+		if err := e.startRunner(ctx); err != nil {
+			return e, err
+		}
 	}
 	if err := e.startInformers(ctx); err != nil {
 		return e, err
@@ -136,6 +128,29 @@ func setUp(ctx context.Context, c *config) (*env, error) {
 	e.setupTimes.nodes = time.Since(start)
 	logf("%d cloud-config nodes running in %s", c.n, e.setupTimes.nodes.Round(time.Millisecond))
 	return e, nil
+}
+
+// componentLog is the control plane's and the runner's progress, shown
+// with -v.
+func (e *env) componentLog(format string, args ...any) {
+	if e.cfg.verbose {
+		logf(format, args...)
+	}
+}
+
+// startRunner starts the job runner, which executes every Job pod, the
+// instant ones (localcluster.InstantJobImage) too: not while those run.
+func (e *env) startRunner(ctx context.Context) error {
+	var err error
+	e.runner, err = jobrunner.Start(ctx, jobrunner.Options{
+		Cluster:   e.cluster,
+		JobBinary: filepath.Join(e.cfg.binDir, "cita-node-job"),
+		Logf:      e.componentLog,
+	})
+	if err != nil {
+		return fmt.Errorf("job runner: %w", err)
+	}
+	return nil
 }
 
 func (e *env) tearDown() {
