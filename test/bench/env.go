@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
 	"github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned"
 	citainformers "github.com/cita-cloud/cita-node-operator/pkg/generated/informers/externalversions"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
@@ -59,6 +60,7 @@ type env struct {
 	jobs        cache.Indexer
 	notify      *notifier
 	crs         *crWatch
+	clock       *nodeClock
 
 	op *operator
 
@@ -71,7 +73,7 @@ type setupTimes struct {
 }
 
 func setUp(ctx context.Context, c *config) (*env, error) {
-	e := &env{cfg: c, notify: newNotifier()}
+	e := &env{cfg: c, notify: newNotifier(), clock: newNodeClock()}
 	if missing := localcluster.MissingBinaries(c.binDir); len(missing) > 0 {
 		return nil, fmt.Errorf("missing in %s: %v (run make tools build)", c.binDir, missing)
 	}
@@ -228,7 +230,7 @@ func (e *env) startInformers(ctx context.Context) error {
 		if !ok {
 			return ""
 		}
-		if n := m.GetLabels()["app.kubernetes.io/chain-node"]; n != "" {
+		if n := m.GetLabels()[nodeLabel]; n != "" {
 			return "pod/" + n
 		}
 		// A Job's pod wakes whoever waits on the Job (for its result).
@@ -250,6 +252,9 @@ func (e *env) startInformers(ctx context.Context) error {
 		return err
 	}
 	if _, err := jobs.Informer().AddEventHandler(e.notify.handler(jobKey)); err != nil {
+		return err
+	}
+	if _, err := pods.Informer().AddEventHandler(e.clock.handler()); err != nil {
 		return err
 	}
 	_ = pvcs.Informer()
@@ -297,7 +302,19 @@ func (e *env) createNodes(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return e.waitNodesRunning(ctx, e.nodes)
+	if err := e.waitNodesRunning(ctx, e.nodes); err != nil {
+		return err
+	}
+	claims := map[string]string{}
+	for _, n := range e.nodes {
+		node, err := nodeops.Locate(e.listers, nodeops.Target{Namespace: benchNS, Chain: benchChain, Name: n, Method: citav1.DeployMethodCloudConfig})
+		if err != nil {
+			return err
+		}
+		claims[node.DataClaim] = n
+	}
+	e.clock.watchNodes(claims)
+	return nil
 }
 
 // waitNodesRunning waits until every node's StatefulSet is at 1 replica, its

@@ -20,7 +20,8 @@
 // before them, -instant-rounds rounds (default 1) of 1 to 3 with instant
 // Jobs: kwok completes every Job pod at once (localcluster.InstantJobImage;
 // the job runner starts after them), so that the operator's own cost is not
-// hidden behind the Jobs' run time; then
+// hidden behind the Jobs' run time. In every run of a round the bench's pod
+// watch times each node's downtime and its Job's run; then
 //
 //  4. a mixed run of every kind (Backup, Snapshot, ChangeOwner,
 //     BlockHeightFallback, Restore from a Complete Backup, Switchover on
@@ -396,15 +397,22 @@ func (e *env) runRound(ctx context.Context, c *config, rep *report, set *roundSe
 	return nil
 }
 
-// timedRun is one timed run of a round. The run over, its Jobs are deleted
-// and the nodes awaited (cleanJobs), so that the next run starts from the
-// cluster this one found.
+// timedRun is one timed run of a round with the node clock on. The run
+// over, its Jobs are deleted and the nodes awaited (cleanJobs), so that the
+// next run starts from the cluster this one found; only then are its nodes'
+// downtimes complete: the floor's last nodes start after its window.
 func (e *env) timedRun(ctx context.Context, what string, run func() (*phaseResult, error)) (*phaseResult, error) {
+	e.clock.begin()
 	res, err := run()
 	if err != nil {
 		return res, err
 	}
-	return res, e.cleanJobs(ctx, what)
+	if err := e.cleanJobs(ctx, what); err != nil {
+		return res, err
+	}
+	d := e.clock.end(ctx)
+	res.downtime = &d
+	return res, nil
 }
 
 func cpuModel() string {

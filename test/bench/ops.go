@@ -127,6 +127,9 @@ type phaseResult struct {
 	failed    int
 	firstErr  string
 	operator  *phaseStats
+	// downtime: what the run cost its nodes (floor, contract floor and
+	// operator runs).
+	downtime *downtime
 	// cpu: the machine during the timed window (first request to last
 	// finish); api: what the apiserver served in it.
 	cpu cpuUse

@@ -101,6 +101,18 @@ func (s *roundSet) writesPerOp() (per float64, ops int) {
 	return float64(writes) / float64(ops), ops
 }
 
+// downtime pools the downtimes of the floors' and of the operator's runs.
+func (s *roundSet) downtime() (floor, operator downtime) {
+	of := func(l []*phaseResult) downtime {
+		var ds []*downtime
+		for _, r := range l {
+			ds = append(ds, r.downtime)
+		}
+		return mergeDowntimes(ds...)
+	}
+	return of(s.floors), of(s.fallbacks)
+}
+
 // summary: the operator against the floor with real and with instant Jobs,
 // in a few lines.
 func (r *report) summary() []string {
@@ -113,7 +125,10 @@ func (r *report) summary() []string {
 		if ratio == 0 {
 			continue
 		}
-		out = append(out, fmt.Sprintf("%s: operator / floor wall %.2f (rounds: %s)", k.what, ratio, strings.Join(rounds, ", ")))
+		fl, op := k.set.downtime()
+		out = append(out, fmt.Sprintf("%s: operator / floor wall %.2f (rounds: %s); node downtime beyond the Job's run p50 / p99: floor %s / %s, operator %s / %s",
+			k.what, ratio, strings.Join(rounds, ", "),
+			sec(percentile(fl.added, 0.5)), sec(percentile(fl.added, 0.99)), sec(percentile(op.added, 0.5)), sec(percentile(op.added, 0.99))))
 	}
 	return out
 }
@@ -222,6 +237,19 @@ func (r *report) markdown(c *config) string {
 		p(".\n\n")
 	}
 
+	p("#### Node downtime\n\n")
+	p("| run | nodes measured | down p50 | down p99 | Job p50 | Job p99 | beyond the Job p50 | beyond the Job p99 |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	runs(func(label, round string, res *phaseResult) {
+		d := res.downtime
+		if d == nil {
+			return
+		}
+		label, _, _ = strings.Cut(label, ":")
+		p("| %s%s | %d / %d | %s | %s | %s | %s | **%s** | **%s** |\n", label, round, len(d.added), d.stopped,
+			sec(percentile(d.down, 0.5)), sec(percentile(d.down, 0.99)), sec(percentile(d.job, 0.5)), sec(percentile(d.job, 0.99)),
+			sec(percentile(d.added, 0.5)), sec(percentile(d.added, 0.99)))
+	})
+	p("\nFrom the bench's pod watch, on its own clock: a node is down from its pod seen told to stop (a deletionTimestamp) to its next pod seen Running; its Job ran from its pod seen Running to seen finished (an instant Job's pod is first seen finished: 0). Beyond the Job: down minus the Job's run, what stopping the node, creating the Job, noticing its end and starting the node again added: the control plane's part in the floor, the operator's on top of it in its run. Nodes measured: with all four events seen, of those stopped.\n\n")
 	p("CPU below: round 1 of each kind.\n\n")
 
 	p("#### Where the machine's CPU went during the timed windows\n\n")
