@@ -97,12 +97,16 @@ demo-down: ## Stop what make demo started.
 	hack/demo.sh down
 
 .PHONY: bench
-bench: tools build ## The operator vs the floor on the real control plane, N=500, 2 rounds (as root; ~6 min); report in bench/latest.md.
-	$(GO) run ./test/bench -n $(or $(N),500) -out bench/latest.md
+bench: tools build ## The operator vs the floor on the real control plane, N=500: 2 rounds with real Jobs, 1 with instant Jobs (as root; ~20 min on 2 cores); report in bench/latest.md.
+	$(GO) run ./test/bench -n $(or $(N),500) -rounds 2 -instant-rounds 1 -out bench/latest.md
 
 .PHONY: bench-quick
-bench-quick: tools build ## The same at N=50 (~30 s), printed only.
-	$(GO) run ./test/bench -n 50
+bench-quick: tools build ## The same at N=50 (~1 min), printed only.
+	$(GO) run ./test/bench -n 50 -rounds 2 -instant-rounds 1
+
+.PHONY: bench-instant
+bench-instant: tools build ## Only the round with instant Jobs (floor, contract floor, operator), N=50 unless N is given, printed only.
+	$(GO) run ./test/bench -n $(or $(N),50) -rounds 0 -instant-rounds 1 -mixed-units 0 -stored 0
 
 .PHONY: bench-data
 bench-data: ## The Job's data work vs cp -a / sha256sum on a 2 GiB chain-like tree (root: drops caches).

@@ -38,11 +38,8 @@ import (
 // best an operator honouring the contract could do, so operator / contract
 // says what the operator itself costs and contract / floor what the
 // contract does.
-func (e *env) runContract(ctx context.Context, nodes []string, round int) (*phaseResult, error) {
-	name := "contract"
-	if round > 1 {
-		name = fmt.Sprintf("contract %d", round)
-	}
+func (e *env) runContract(ctx context.Context, nodes []string, rd round) (*phaseResult, error) {
+	name := rd.name("contract")
 	res := &phaseResult{name: name, ops: len(nodes), latencies: make([]time.Duration, len(nodes)), names: make([]string, len(nodes))}
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -62,12 +59,12 @@ func (e *env) runContract(ctx context.Context, nodes []string, round int) (*phas
 	api0, cpu0 := e.apiLoadNow(ctx), e.cpuNow()
 	start := time.Now()
 	for i, node := range nodes {
-		res.names[i] = fmt.Sprintf("ct%d-%s", round, node)
+		res.names[i] = rd.crPrefix("ct") + node
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			t := time.Now()
-			errs[i] = e.contractOne(ctx, recorder, res.names[i], node, deadline)
+			errs[i] = e.contractOne(ctx, recorder, res.names[i], node, rd, deadline)
 			res.latencies[i] = time.Since(t)
 		}()
 	}
@@ -93,9 +90,9 @@ func (e *env) runContract(ctx context.Context, nodes []string, round int) (*phas
 // contractOne is one operation of runContract; its latency ends, like the
 // operator's, when the outcome is written (the TTL and the finalizer come
 // after it).
-func (e *env) contractOne(ctx context.Context, recorder record.EventRecorder, crName, name string, deadline int64) error {
+func (e *env) contractOne(ctx context.Context, recorder record.EventRecorder, crName, name string, rd round, deadline int64) error {
 	crs := e.cita.CitacloudV1().BlockHeightFallbacks(benchNS)
-	cr, err := crs.Create(ctx, newFallback(crName, name, fallbackHeight, ptr.To(e.cfg.jobTTL)), metav1.CreateOptions{})
+	cr, err := crs.Create(ctx, e.comparedFallback(crName, name, rd), metav1.CreateOptions{})
 	if err != nil {
 		return err
 	}
@@ -143,7 +140,7 @@ func (e *env) contractOne(ctx context.Context, recorder record.EventRecorder, cr
 		Name:                  nodeops.JobName(cr.Name, "fallback"),
 		Namespace:             benchNS,
 		Owner:                 *metav1.NewControllerRef(cr, citav1.SchemeGroupVersion.WithKind("BlockHeightFallback")),
-		Image:                 jobImage,
+		Image:                 rd.jobImage(),
 		Args:                  args,
 		Node:                  node,
 		ActiveDeadlineSeconds: deadline,
@@ -152,9 +149,9 @@ func (e *env) contractOne(ctx context.Context, recorder record.EventRecorder, cr
 		return err
 	}
 	cr.Status.Step = citav1.StepRunning
-	cr.Status.Message = fmt.Sprintf("node stopped; Job %s running %s on node %s (image %s)", job.Name, args.Op, name, jobImage)
+	cr.Status.Message = fmt.Sprintf("node stopped; Job %s running %s on node %s (image %s)", job.Name, args.Op, name, rd.jobImage())
 	cr.Status.Conditions = append(cr.Status.Conditions, cond(citav1.ConditionNodeStopped, metav1.ConditionTrue, "Stopped", "node(s) stopped"))
-	cr.Status.Job = &citav1.JobRecord{Name: job.Name, Image: jobImage}
+	cr.Status.Job = &citav1.JobRecord{Name: job.Name, Image: rd.jobImage()}
 	if cr, err = crs.UpdateStatus(ctx, cr, metav1.UpdateOptions{}); err != nil {
 		return err
 	}

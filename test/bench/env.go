@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
 	"github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned"
 	citainformers "github.com/cita-cloud/cita-node-operator/pkg/generated/informers/externalversions"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
@@ -59,6 +60,7 @@ type env struct {
 	jobs        cache.Indexer
 	notify      *notifier
 	crs         *crWatch
+	clock       *nodeClock
 
 	op *operator
 
@@ -71,7 +73,7 @@ type setupTimes struct {
 }
 
 func setUp(ctx context.Context, c *config) (*env, error) {
-	e := &env{cfg: c, notify: newNotifier()}
+	e := &env{cfg: c, notify: newNotifier(), clock: newNodeClock()}
 	if missing := localcluster.MissingBinaries(c.binDir); len(missing) > 0 {
 		return nil, fmt.Errorf("missing in %s: %v (run make tools build)", c.binDir, missing)
 	}
@@ -80,12 +82,6 @@ func setUp(ctx context.Context, c *config) (*env, error) {
 			return nil, fmt.Errorf("missing %s in %s (run make tools build build)", b, c.binDir)
 		}
 	}
-	quiet := func(string, ...any) {}
-	componentLog := quiet
-	if c.verbose {
-		componentLog = func(f string, a ...any) { logf(f, a...) }
-	}
-
 	start := time.Now()
 	var err error
 	e.cluster, err = localcluster.Start(ctx, localcluster.Options{
@@ -94,7 +90,7 @@ func setUp(ctx context.Context, c *config) (*env, error) {
 		Nodes:              c.kwokNodes,
 		LeavePodsWithLabel: localcluster.JobPodLabel,
 		APIServerProfiling: c.apiProfile != "",
-		Logf:               componentLog,
+		Logf:               e.componentLog,
 	})
 	if err != nil {
 		return nil, err
@@ -115,13 +111,11 @@ func setUp(ctx context.Context, c *config) (*env, error) {
 	if err := e.installOperatorResources(ctx); err != nil {
 		return e, err
 	}
-	e.runner, err = jobrunner.Start(ctx, jobrunner.Options{
-		Cluster:   e.cluster,
-		JobBinary: filepath.Join(c.binDir, "cita-node-job"),
-		Logf:      componentLog,
-	})
-	if err != nil {
-		return e, fmt.Errorf("job runner: %w", err)
+	// With instant rounds the runner starts after them (see run).
+	if c.instant == 0 {
+		if err := e.startRunner(ctx); err != nil {
+			return e, err
+		}
 	}
 	if err := e.startInformers(ctx); err != nil {
 		return e, err
@@ -136,6 +130,29 @@ func setUp(ctx context.Context, c *config) (*env, error) {
 	e.setupTimes.nodes = time.Since(start)
 	logf("%d cloud-config nodes running in %s", c.n, e.setupTimes.nodes.Round(time.Millisecond))
 	return e, nil
+}
+
+// componentLog is the control plane's and the runner's progress, shown
+// with -v.
+func (e *env) componentLog(format string, args ...any) {
+	if e.cfg.verbose {
+		logf(format, args...)
+	}
+}
+
+// startRunner starts the job runner, which executes every Job pod, the
+// instant ones (localcluster.InstantJobImage) too: not while those run.
+func (e *env) startRunner(ctx context.Context) error {
+	var err error
+	e.runner, err = jobrunner.Start(ctx, jobrunner.Options{
+		Cluster:   e.cluster,
+		JobBinary: filepath.Join(e.cfg.binDir, "cita-node-job"),
+		Logf:      e.componentLog,
+	})
+	if err != nil {
+		return fmt.Errorf("job runner: %w", err)
+	}
+	return nil
 }
 
 func (e *env) tearDown() {
@@ -213,7 +230,7 @@ func (e *env) startInformers(ctx context.Context) error {
 		if !ok {
 			return ""
 		}
-		if n := m.GetLabels()["app.kubernetes.io/chain-node"]; n != "" {
+		if n := m.GetLabels()[nodeLabel]; n != "" {
 			return "pod/" + n
 		}
 		// A Job's pod wakes whoever waits on the Job (for its result).
@@ -235,6 +252,9 @@ func (e *env) startInformers(ctx context.Context) error {
 		return err
 	}
 	if _, err := jobs.Informer().AddEventHandler(e.notify.handler(jobKey)); err != nil {
+		return err
+	}
+	if _, err := pods.Informer().AddEventHandler(e.clock.handler()); err != nil {
 		return err
 	}
 	_ = pvcs.Informer()
@@ -282,7 +302,19 @@ func (e *env) createNodes(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return e.waitNodesRunning(ctx, e.nodes)
+	if err := e.waitNodesRunning(ctx, e.nodes); err != nil {
+		return err
+	}
+	claims := map[string]string{}
+	for _, n := range e.nodes {
+		node, err := nodeops.Locate(e.listers, nodeops.Target{Namespace: benchNS, Chain: benchChain, Name: n, Method: citav1.DeployMethodCloudConfig})
+		if err != nil {
+			return err
+		}
+		claims[node.DataClaim] = n
+	}
+	e.clock.watchNodes(claims)
+	return nil
 }
 
 // waitNodesRunning waits until every node's StatefulSet is at 1 replica, its

@@ -28,8 +28,8 @@ const floorJobSuffix = "floor"
 // without: scale to 0 (1 patch), wait on a watch until the pod is gone,
 // create the same Job the operator builds (1 create), wait on a watch until
 // it completes, scale back up (1 patch). Per node: start → scaled back up.
-func (e *env) runFloor(ctx context.Context, nodes []string) (*phaseResult, error) {
-	res := &phaseResult{name: "floor", latencies: make([]time.Duration, len(nodes))}
+func (e *env) runFloor(ctx context.Context, nodes []string, rd round) (*phaseResult, error) {
+	res := &phaseResult{name: rd.name("floor"), latencies: make([]time.Duration, len(nodes))}
 	defaults := operations.DefaultConfig()
 	var wg sync.WaitGroup
 	errs := make([]error, len(nodes))
@@ -40,7 +40,7 @@ func (e *env) runFloor(ctx context.Context, nodes []string) (*phaseResult, error
 		go func() {
 			defer wg.Done()
 			t := time.Now()
-			errs[i] = e.floorOne(ctx, name, int64(defaults.JobActiveDeadline/time.Second))
+			errs[i] = e.floorOne(ctx, name, rd.jobImage(), int64(defaults.JobActiveDeadline/time.Second))
 			res.latencies[i] = time.Since(t)
 		}()
 	}
@@ -56,7 +56,7 @@ func (e *env) runFloor(ctx context.Context, nodes []string) (*phaseResult, error
 			}
 		}
 	}
-	logf("floor: %d nodes in %s (%d failed)", len(nodes), res.wall.Round(time.Millisecond), res.failed)
+	logf("%s: %d nodes in %s (%d failed)", res.name, len(nodes), res.wall.Round(time.Millisecond), res.failed)
 	if res.failed > 0 {
 		return res, fmt.Errorf("%d floor runs failed, first: %s", res.failed, res.firstErr)
 	}
@@ -106,7 +106,7 @@ func (e *env) waitJob(ctx context.Context, name string, done func() error) error
 	return nil
 }
 
-func (e *env) floorOne(ctx context.Context, name string, deadline int64) error {
+func (e *env) floorOne(ctx context.Context, name, image string, deadline int64) error {
 	node, err := nodeops.Locate(e.listers, nodeops.Target{Namespace: benchNS, Chain: benchChain, Name: name, Method: citav1.DeployMethodCloudConfig})
 	if err != nil {
 		return err
@@ -127,7 +127,7 @@ func (e *env) floorOne(ctx context.Context, name string, deadline int64) error {
 		Namespace: benchNS,
 		Owner: metav1.OwnerReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: owner.GetName(), UID: owner.GetUID(),
 			BlockOwnerDeletion: ptr.To(false)},
-		Image:                 jobImage,
+		Image:                 image,
 		Args:                  args,
 		Node:                  node,
 		ActiveDeadlineSeconds: deadline,

@@ -17,7 +17,11 @@
 //
 // 1 to 3 alternate for -rounds rounds (default 2) on the same nodes, each
 // run's Jobs deleted after it, the operator stopped outside its own run;
-// then
+// before them, -instant-rounds rounds (default 1) of 1 to 3 with instant
+// Jobs: kwok completes every Job pod at once (localcluster.InstantJobImage;
+// the job runner starts after them), so that the operator's own cost is not
+// hidden behind the Jobs' run time. In every run of a round the bench's pod
+// watch times each node's downtime and its Job's run; then
 //
 //  4. a mixed run of every kind (Backup, Snapshot, ChangeOwner,
 //     BlockHeightFallback, Restore from a Complete Backup, Switchover on
@@ -29,8 +33,9 @@
 // bench scrapes at the end of each phase. It needs root (the job runner
 // mounts volumes) and bin/ (make tools build). Usage:
 //
-//	go run ./test/bench [-n 500] [-out bench/latest.md]   # full run, ~6 minutes
-//	go run ./test/bench -n 50                              # quick mode, < 1 minute
+//	go run ./test/bench [-n 500] [-out bench/latest.md]   # full run, ~20 minutes on 2 cores
+//	go run ./test/bench -n 50                              # quick mode, about a minute
+//	go run ./test/bench -n 50 -rounds 0 -mixed-units 0     # the instant round alone
 package main
 
 import (
@@ -47,6 +52,8 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/cita-cloud/cita-node-operator/test/localcluster"
 )
 
 type config struct {
@@ -68,6 +75,7 @@ type config struct {
 	apiProfile  string
 	jobTTL      int32
 	rounds      int
+	instant     int
 	contract    bool
 }
 
@@ -98,12 +106,13 @@ func main() {
 		return err
 	})
 	flag.IntVar(&c.rounds, "rounds", 2, "rounds of floor then operator BlockHeightFallbacks on the same nodes; the ratio is over all rounds (one run on a busy machine moves by ±5 %)")
+	flag.IntVar(&c.instant, "instant-rounds", 1, "rounds with instant Jobs, before those with real ones: the same floor, contract floor and operator runs, every Job pod completed at once by kwok (localcluster.InstantJobImage; the job runner starts after them), so that no Job run time hides what the operator itself costs; 0: none")
 	flag.BoolVar(&c.contract, "contract", true, "in each round, between the floor and the operator, the contract floor: the operator's requests sent by a direct client, without the operator")
 	flag.StringVar(&c.apiProfile, "apiserver-profile", "", "write CPU profiles of the kube-apiserver (go tool pprof) of the first 30 s of the floor and of the BlockHeightFallback run to this directory")
 	flag.BoolVar(&c.verbose, "v", false, "log the control plane's and the runner's progress")
 	flag.Parse()
-	if c.rounds < 1 {
-		fatal(fmt.Errorf("-rounds must be at least 1"))
+	if c.rounds < 0 || c.instant < 0 || c.rounds+c.instant < 1 {
+		fatal(fmt.Errorf("-rounds and -instant-rounds must not be negative, and one of them at least 1"))
 	}
 	if c.n < 2 {
 		fatal(fmt.Errorf("-n must be at least 2"))
@@ -141,6 +150,9 @@ func main() {
 				fmt.Fprintln(os.Stderr, "bench:", werr)
 			}
 		}
+		for _, l := range rep.summary() {
+			logf("%s", l)
+		}
 	}
 	if err != nil {
 		fatal(err)
@@ -173,22 +185,30 @@ func run(ctx context.Context, c *config) (*report, error) {
 	}
 	rep.setup = e.setupTimes
 
-	for round := 1; round <= c.rounds; round++ {
-		fl, fb, err := e.runRound(ctx, c, rep, round)
-		if fl != nil {
-			rep.floors = append(rep.floors, fl)
-		}
-		if fb != nil {
-			rep.fallbacks = append(rep.fallbacks, fb)
-		}
+	// The instant rounds come first, before the job runner starts: kwok
+	// completes their Job pods, and the runner would run them as well. It
+	// is not stopped for them either: stopping a runner ends its spawner's
+	// locked OS thread, and with it any control plane process that thread
+	// happened to start (their parent-death signal; seen: every component
+	// killed at once).
+	for n := 1; n <= c.instant; n++ {
+		err := e.runRound(ctx, c, rep, &rep.instant, round{n: n, of: c.instant, instant: true, last: n == c.instant && c.rounds == 0})
 		if err != nil {
 			return rep, err
 		}
 	}
-	rep.floor, rep.fallback = rep.floors[0], rep.fallbacks[0]
-	if len(rep.contracts) > 0 {
-		rep.contract = rep.contracts[0]
+	if e.runner == nil {
+		if err := e.startRunner(ctx); err != nil {
+			return rep, err
+		}
 	}
+	for n := 1; n <= c.rounds; n++ {
+		err := e.runRound(ctx, c, rep, &rep.real, round{n: n, of: c.rounds, last: n == c.rounds})
+		if err != nil {
+			return rep, err
+		}
+	}
+	rep.floor, rep.contract, rep.fallback = rep.real.first()
 
 	if c.mixedUnits > 0 {
 		if err := e.waitNodesRunning(ctx, e.nodes); err != nil {
@@ -217,100 +237,182 @@ func run(ctx context.Context, c *config) (*report, error) {
 	return rep, nil
 }
 
+// round is one round of floor, contract floor and operator runs on the
+// same nodes: the n-th of `of` with real Jobs, executed by the job runner,
+// or with instant ones, completed at once by kwok; after the last round of
+// all, its CRs are kept.
+type round struct {
+	n, of   int
+	instant bool
+	last    bool
+}
+
+// name of one of the round's runs: "fallback", "fallback 2", "instant
+// fallback", ...
+func (r round) name(run string) string {
+	if r.instant {
+		run = "instant " + run
+	}
+	if r.n > 1 {
+		run = fmt.Sprintf("%s %d", run, r.n)
+	}
+	return run
+}
+
+// crPrefix names the CRs of one of the round's runs, <prefix><node>: fb-,
+// fb2-, ct-, ...; with instant Jobs fbi-, cti2-, ...
+func (r round) crPrefix(run string) string {
+	if r.instant {
+		run += "i"
+	}
+	if r.n > 1 {
+		run += fmt.Sprint(r.n)
+	}
+	return run + "-"
+}
+
+// jobImage is what the round's Jobs run: an instant round's image makes
+// kwok complete them.
+func (r round) jobImage() string {
+	if r.instant {
+		return localcluster.InstantJobImage
+	}
+	return jobImage
+}
+
+// crImage is the spec.image of the round's CRs: empty (the operator's
+// --job-image) with real Jobs.
+func (r round) crImage() string {
+	if r.instant {
+		return localcluster.InstantJobImage
+	}
+	return ""
+}
+
+func (r round) String() string {
+	if r.instant {
+		return fmt.Sprintf("instant round %d/%d", r.n, r.of)
+	}
+	return fmt.Sprintf("round %d/%d", r.n, r.of)
+}
+
 // runRound times the floor, then the operator's BlockHeightFallbacks on the
-// same nodes; the first round also starts the operator (and the profilers).
-// Each run's Jobs are deleted after it, and the round's CRs before the next.
-func (e *env) runRound(ctx context.Context, c *config, rep *report, round int) (floor, fallback *phaseResult, err error) {
-	profile := round == 1
+// same nodes, into set; the first round also starts the operator (and the
+// first real one the profilers). Each run's Jobs are deleted after it, and
+// the round's CRs before the next round.
+func (e *env) runRound(ctx context.Context, c *config, rep *report, set *roundSet, rd round) error {
+	profile := rd.n == 1 && !rd.instant
 	// The floor is the work without the operator: an operator left running
 	// would watch the floor's pods, StatefulSets and Jobs and make the
 	// apiserver send it every event, work on the floor's side of the ratio.
 	if e.op != nil {
 		if err := e.op.stop(); err != nil {
-			return nil, nil, err
+			return err
 		}
 	}
-	logf("round %d/%d: floor, %d nodes in parallel", round, c.rounds, c.n)
-	profDone := func() {}
-	if profile {
-		profDone = e.profileAPIServer(ctx, c.apiProfile, "floor")
+	logf("%s: floor, %d nodes in parallel", rd, c.n)
+	floor, err := e.timedRun(ctx, "floor", func() (*phaseResult, error) {
+		profDone := func() {}
+		if profile {
+			profDone = e.profileAPIServer(ctx, c.apiProfile, "floor")
+		}
+		defer profDone()
+		return e.runFloor(ctx, e.nodes, rd)
+	})
+	if floor != nil {
+		set.floors = append(set.floors, floor)
 	}
-	floor, err = e.runFloor(ctx, e.nodes)
-	profDone()
 	if err != nil {
-		return floor, nil, fmt.Errorf("floor: %w", err)
-	}
-	if err := e.cleanJobs(ctx, "floor"); err != nil {
-		return floor, nil, err
+		return fmt.Errorf("floor: %w", err)
 	}
 	if c.contract {
-		logf("round %d/%d: contract floor, %d nodes in parallel", round, c.rounds, c.n)
-		ct, err := e.runContract(ctx, e.nodes, round)
+		logf("%s: contract floor, %d nodes in parallel", rd, c.n)
+		ct, err := e.timedRun(ctx, "contract floor", func() (*phaseResult, error) { return e.runContract(ctx, e.nodes, rd) })
 		if ct != nil {
-			rep.contracts = append(rep.contracts, ct)
+			set.contracts = append(set.contracts, ct)
 		}
 		if err != nil {
-			return floor, nil, fmt.Errorf("contract floor: %w", err)
-		}
-		if err := e.cleanJobs(ctx, "contract floor"); err != nil {
-			return floor, nil, err
+			return fmt.Errorf("contract floor: %w", err)
 		}
 		crs := e.cita.CitacloudV1().BlockHeightFallbacks(benchNS)
 		if err := forEach(ctx, ct.names, e.cfg.parallel, func(ctx context.Context, name string) error {
 			return crs.Delete(ctx, name, metav1.DeleteOptions{})
 		}); err != nil {
-			return floor, nil, err
+			return err
 		}
 	}
 
 	switch {
 	case e.op == nil:
 		if err := e.startOperator(ctx, c); err != nil {
-			return floor, nil, err
+			return err
 		}
 		rep.startup = e.op.phase("startup")
 	default:
 		if err := e.op.start(ctx); err != nil {
-			return floor, nil, err
+			return err
 		}
-		e.op.phase(fmt.Sprintf("startup before round %d", round))
+		e.op.phase("startup before " + rd.String())
 	}
 	if profile && c.perf {
 		if err := e.op.startPerf(); err != nil {
 			logf("perf: %v (no profile)", err)
 		}
 	}
-	logf("round %d/%d: operator, %d BlockHeightFallbacks at once", round, c.rounds, c.n)
-	if profile {
-		profDone = e.profileAPIServer(ctx, c.apiProfile, "fallback")
+	logf("%s: operator, %d BlockHeightFallbacks at once", rd, c.n)
+	fallback, err := e.timedRun(ctx, "operator", func() (*phaseResult, error) {
+		profDone := func() {}
+		if profile {
+			profDone = e.profileAPIServer(ctx, c.apiProfile, "fallback")
+		}
+		fallback, err := e.runFallbacks(ctx, e.nodes, rd)
+		profDone()
+		if err != nil {
+			return fallback, err
+		}
+		if profile && c.perf {
+			rep.profile = e.op.stopPerf()
+		}
+		if profile && c.pprof {
+			rep.allocs = e.op.pprofTop("allocs", "alloc_space", "allocations of the operator from its start to the end of the BlockHeightFallback run")
+			rep.heapRun = e.op.pprofTop("heap?gc=1", "inuse_space", "heap in use after the BlockHeightFallback run (after a GC)")
+		}
+		return fallback, nil
+	})
+	if fallback != nil {
+		set.fallbacks = append(set.fallbacks, fallback)
 	}
-	fallback, err = e.runFallbacks(ctx, e.nodes, round)
-	profDone()
 	if err != nil {
-		return floor, fallback, fmt.Errorf("operator run: %w", err)
+		return fmt.Errorf("operator run: %w", err)
 	}
-	if profile && c.perf {
-		rep.profile = e.op.stopPerf()
-	}
-	if profile && c.pprof {
-		rep.allocs = e.op.pprofTop("allocs", "alloc_space", "allocations of the operator from its start to the end of the BlockHeightFallback run")
-		rep.heapRun = e.op.pprofTop("heap?gc=1", "inuse_space", "heap in use after the BlockHeightFallback run (after a GC)")
-	}
-	// As after the floor: its Jobs go, so the next run starts from the
-	// cluster the floor and this run found.
-	if err := e.cleanJobs(ctx, "operator"); err != nil {
-		return floor, fallback, err
-	}
-	if round < c.rounds {
+	if !rd.last {
 		if err := e.deleteFallbacks(ctx, fallback); err != nil {
-			return floor, fallback, err
+			return err
 		}
 		if err := e.waitQuiet(ctx); err != nil {
-			return floor, fallback, err
+			return err
 		}
-		e.op.phase(fmt.Sprintf("deleting round %d's CRs", round))
+		e.op.phase(fmt.Sprintf("deleting the CRs of %s", rd))
 	}
-	return floor, fallback, nil
+	return nil
+}
+
+// timedRun is one timed run of a round with the node clock on. The run
+// over, its Jobs are deleted and the nodes awaited (cleanJobs), so that the
+// next run starts from the cluster this one found; only then are its nodes'
+// downtimes complete: the floor's last nodes start after its window.
+func (e *env) timedRun(ctx context.Context, what string, run func() (*phaseResult, error)) (*phaseResult, error) {
+	e.clock.begin()
+	res, err := run()
+	if err != nil {
+		return res, err
+	}
+	if err := e.cleanJobs(ctx, what); err != nil {
+		return res, err
+	}
+	d := e.clock.end(ctx)
+	res.downtime = &d
+	return res, nil
 }
 
 func cpuModel() string {

@@ -127,6 +127,9 @@ type phaseResult struct {
 	failed    int
 	firstErr  string
 	operator  *phaseStats
+	// downtime: what the run cost its nodes (floor, contract floor and
+	// operator runs).
+	downtime *downtime
 	// cpu: the machine during the timed window (first request to last
 	// finish); api: what the apiserver served in it.
 	cpu cpuUse
@@ -241,23 +244,28 @@ func newFallback(name, node string, height int64, ttl *int32) *citav1.BlockHeigh
 	}
 }
 
+// comparedFallback is a BlockHeightFallback of the runs compared with the
+// floor: the -job-ttl, and the round's image.
+func (e *env) comparedFallback(name, node string, rd round) *citav1.BlockHeightFallback {
+	fb := newFallback(name, node, fallbackHeight, ptr.To(e.cfg.jobTTL))
+	fb.Spec.Image = rd.crImage()
+	return fb
+}
+
 // runFallbacks: one StopAndStart BlockHeightFallback per node, all at once.
-// Round 1's are named fb-<node>, round r's fb<r>-<node>.
-func (e *env) runFallbacks(ctx context.Context, nodes []string, round int) (*phaseResult, error) {
+// Round 1's are named fb-<node>, round r's fb<r>-<node> (instant rounds:
+// fbi-, fbi<r>-).
+func (e *env) runFallbacks(ctx context.Context, nodes []string, rd round) (*phaseResult, error) {
 	c := e.cita.CitacloudV1().BlockHeightFallbacks(benchNS)
 	specs := make([]operationSpec, len(nodes))
-	prefix, phase := "fb-", "fallback"
-	if round > 1 {
-		prefix, phase = fmt.Sprintf("fb%d-", round), fmt.Sprintf("fallback %d", round)
-	}
 	for i, n := range nodes {
-		name := prefix + n
+		name := rd.crPrefix("fb") + n
 		specs[i] = operationSpec{kind: "BlockHeightFallback", name: name, create: func(ctx context.Context) error {
-			_, err := c.Create(ctx, newFallback(name, n, fallbackHeight, ptr.To(e.cfg.jobTTL)), metav1.CreateOptions{})
+			_, err := c.Create(ctx, e.comparedFallback(name, n, rd), metav1.CreateOptions{})
 			return err
 		}}
 	}
-	return e.applyAndWait(ctx, phase, specs, 15*time.Minute)
+	return e.applyAndWait(ctx, rd.name("fallback"), specs, 15*time.Minute)
 }
 
 // deleteFallbacks deletes a round's finished BlockHeightFallbacks, so that

@@ -24,11 +24,10 @@ type report struct {
 	total              time.Duration
 	setup              setupTimes
 	startup            phaseStats
-	floor              *phaseResult // round 1
-	fallback           *phaseResult // round 1
-	floors, fallbacks  []*phaseResult
-	contract           *phaseResult // round 1
-	contracts          []*phaseResult
+	floor              *phaseResult // round 1 with real Jobs
+	fallback           *phaseResult // round 1 with real Jobs
+	contract           *phaseResult // round 1 with real Jobs
+	real, instant      roundSet     // the rounds with real Jobs, with instant Jobs
 	seed, mixed        *phaseResult
 	nonTerminal        []string
 	opTotals           phaseStats
@@ -36,6 +35,102 @@ type report struct {
 	profile            string
 	allocs, heapRun    string
 	heapStored         string
+}
+
+// roundSet is the runs of the rounds of one kind (real or instant Jobs).
+type roundSet struct {
+	floors, contracts, fallbacks []*phaseResult
+}
+
+// first is round 1's runs (nil when none ran).
+func (s *roundSet) first() (floor, contract, fallback *phaseResult) {
+	at := func(l []*phaseResult) *phaseResult {
+		if len(l) == 0 {
+			return nil
+		}
+		return l[0]
+	}
+	return at(s.floors), at(s.contracts), at(s.fallbacks)
+}
+
+// wallRatio is the operator's walls summed over the floor's, over all
+// rounds (0: no round), each round's ratio, and the ratio of the p50s of
+// the latencies of all rounds.
+func (s *roundSet) wallRatio() (ratio, p50 float64, rounds []string) {
+	var floorWall, opWall time.Duration
+	var floorLat, opLat []time.Duration
+	for i := range min(len(s.floors), len(s.fallbacks)) {
+		fl, fb := s.floors[i], s.fallbacks[i]
+		floorWall, opWall = floorWall+fl.wall, opWall+fb.wall
+		floorLat, opLat = append(floorLat, fl.latencies...), append(opLat, fb.latencies...)
+		rounds = append(rounds, fmt.Sprintf("%.2f", fb.wall.Seconds()/fl.wall.Seconds()))
+	}
+	if floorWall == 0 {
+		return 0, 0, rounds
+	}
+	return opWall.Seconds() / floorWall.Seconds(), percentile(opLat, 0.5).Seconds() / percentile(floorLat, 0.5).Seconds(), rounds
+}
+
+// contractRatios are contract floor / floor and operator / contract floor
+// over the n rounds that ran all three.
+func (s *roundSet) contractRatios() (contractFloor, operatorContract float64, n int) {
+	n = min(len(s.contracts), len(s.floors), len(s.fallbacks))
+	var fl, ct, op time.Duration
+	for i := range n {
+		fl, ct, op = fl+s.floors[i].wall, ct+s.contracts[i].wall, op+s.fallbacks[i].wall
+	}
+	if n == 0 {
+		return 0, 0, 0
+	}
+	return ct.Seconds() / fl.Seconds(), op.Seconds() / ct.Seconds(), n
+}
+
+// writesPerOp is the operator's writes (events excluded) per operation
+// over the rounds' runs.
+func (s *roundSet) writesPerOp() (per float64, ops int) {
+	var writes int
+	for _, fb := range s.fallbacks {
+		if fb.operator != nil {
+			_, w, _ := fb.operator.requests.total()
+			writes, ops = writes+w, ops+fb.ops
+		}
+	}
+	if ops == 0 {
+		return 0, 0
+	}
+	return float64(writes) / float64(ops), ops
+}
+
+// downtime pools the downtimes of the floors' and of the operator's runs.
+func (s *roundSet) downtime() (floor, operator downtime) {
+	of := func(l []*phaseResult) downtime {
+		var ds []*downtime
+		for _, r := range l {
+			ds = append(ds, r.downtime)
+		}
+		return mergeDowntimes(ds...)
+	}
+	return of(s.floors), of(s.fallbacks)
+}
+
+// summary: the operator against the floor with real and with instant Jobs,
+// in a few lines.
+func (r *report) summary() []string {
+	var out []string
+	for _, k := range []struct {
+		what string
+		set  *roundSet
+	}{{"Real Jobs", &r.real}, {"Instant Jobs", &r.instant}} {
+		ratio, _, rounds := k.set.wallRatio()
+		if ratio == 0 {
+			continue
+		}
+		fl, op := k.set.downtime()
+		out = append(out, fmt.Sprintf("%s: operator / floor wall %.2f (rounds: %s); node downtime beyond the Job's run p50 / p99: floor %s / %s, operator %s / %s",
+			k.what, ratio, strings.Join(rounds, ", "),
+			sec(percentile(fl.added, 0.5)), sec(percentile(fl.added, 0.99)), sec(percentile(op.added, 0.5)), sec(percentile(op.added, 0.99))))
+	}
+	return out
 }
 
 // Targets of issue 7.
@@ -57,6 +152,10 @@ func (r *report) markdown(c *config) string {
 	p("Setup: control plane + CRDs + chart + runner %s; %d cloud-config nodes running %s. Whole run %s.\n\n",
 		r.setup.cluster.Round(time.Second), r.n, r.setup.nodes.Round(time.Second), r.total.Round(time.Second))
 
+	if sum := r.summary(); len(sum) > 0 {
+		p("**Summary.** %s.\n\n", strings.Join(sum, ". "))
+	}
+
 	p("### Time\n\n")
 	p("| run | operations | wall | p50 | p99 | max | not Complete |\n|---|---:|---:|---:|---:|---:|---:|\n")
 	row := func(label string, res *phaseResult) {
@@ -66,21 +165,39 @@ func (r *report) markdown(c *config) string {
 		p("| %s | %d | %s | %s | %s | %s | %d |\n", label, len(res.latencies), sec(res.wall),
 			sec(percentile(res.latencies, 0.5)), sec(percentile(res.latencies, 0.99)), sec(percentile(res.latencies, 1)), res.failed)
 	}
-	for i := range max(len(r.floors), len(r.fallbacks)) {
-		round := ""
-		if len(r.floors) > 1 {
-			round = fmt.Sprintf(" (round %d)", i+1)
-		}
-		if i < len(r.floors) {
-			row("floor: direct client, BlockHeightFallback Job per node"+round, r.floors[i])
-		}
-		if i < len(r.contracts) {
-			row("contract floor: direct client, the operator's requests"+round, r.contracts[i])
-		}
-		if i < len(r.fallbacks) {
-			row("operator: BlockHeightFallback CRs"+round, r.fallbacks[i])
+	// runs calls f on every run of both kinds of round, with its label's
+	// round suffix.
+	runs := func(f func(label, round string, res *phaseResult)) {
+		for _, k := range []struct {
+			set     *roundSet
+			instant bool
+		}{{&r.real, false}, {&r.instant, true}} {
+			s := k.set
+			for i := range max(len(s.floors), len(s.fallbacks)) {
+				var parts []string
+				if k.instant {
+					parts = append(parts, "instant Jobs")
+				}
+				if len(s.floors) > 1 {
+					parts = append(parts, fmt.Sprintf("round %d", i+1))
+				}
+				round := ""
+				if len(parts) > 0 {
+					round = " (" + strings.Join(parts, ", ") + ")"
+				}
+				if i < len(s.floors) {
+					f("floor: direct client, BlockHeightFallback Job per node", round, s.floors[i])
+				}
+				if i < len(s.contracts) {
+					f("contract floor: direct client, the operator's requests", round, s.contracts[i])
+				}
+				if i < len(s.fallbacks) {
+					f("operator: BlockHeightFallback CRs", round, s.fallbacks[i])
+				}
+			}
 		}
 	}
+	runs(func(label, round string, res *phaseResult) { row(label+round, res) })
 	row("operator: one Backup alone (seed of the Restores)", r.seed)
 	row("operator: mixed, all kinds", r.mixed)
 	if r.mixed != nil {
@@ -104,36 +221,41 @@ func (r *report) markdown(c *config) string {
 	p("The mixed run keeps the default (30 s).\n\n")
 
 	// Over all rounds: the operators' wall times summed over the floors'.
-	var ratio, p50ratio float64
-	var rounds []string
-	var floorWall, opWall time.Duration
-	var floorLat, opLat []time.Duration
-	for i := range min(len(r.floors), len(r.fallbacks)) {
-		fl, fb := r.floors[i], r.fallbacks[i]
-		floorWall, opWall = floorWall+fl.wall, opWall+fb.wall
-		floorLat, opLat = append(floorLat, fl.latencies...), append(opLat, fb.latencies...)
-		rounds = append(rounds, fmt.Sprintf("%.2f", fb.wall.Seconds()/fl.wall.Seconds()))
-	}
-	if floorWall > 0 {
-		ratio = opWall.Seconds() / floorWall.Seconds()
-		p50ratio = percentile(opLat, 0.5).Seconds() / percentile(floorLat, 0.5).Seconds()
-	}
+	ratio, p50ratio, rounds := r.real.wallRatio()
 	if len(rounds) > 1 {
 		p("Operator / floor wall by round: %s; over all rounds %.2f.\n\n", strings.Join(rounds, ", "), ratio)
 	}
-	if n := min(len(r.contracts), len(r.floors), len(r.fallbacks)); n > 0 {
-		var fl, ct, op time.Duration
-		for i := range n {
-			fl, ct, op = fl+r.floors[i].wall, ct+r.contracts[i].wall, op+r.fallbacks[i].wall
-		}
+	if ctf, opc, n := r.real.contractRatios(); n > 0 {
 		p("Contract floor / floor (what the contract's requests cost): %.2f; operator / contract floor (what the operator process, its informers and its queue cost): %.2f; over %d round(s).\n\n",
-			ct.Seconds()/fl.Seconds(), op.Seconds()/ct.Seconds(), n)
+			ctf, opc, n)
 	}
-	p("CPU below: round 1.\n\n")
+	if iratio, ip50, irounds := r.instant.wallRatio(); iratio > 0 {
+		p("**With instant Jobs** (every Job pod completed by kwok at once, in one status write, with the result the job binary would report; the job runner not started yet): nothing of a Job's run time is left to hide what stands around it. Operator / floor wall %.2f (by round: %s; p50 ratio %.2f)", iratio, strings.Join(irounds, ", "), ip50)
+		if ctf, opc, n := r.instant.contractRatios(); n > 0 {
+			p("; contract floor / floor %.2f, operator / contract floor %.2f", ctf, opc)
+		}
+		p(".\n\n")
+	}
+
+	p("#### Node downtime\n\n")
+	p("| run | nodes measured | down p50 | down p99 | Job p50 | Job p99 | beyond the Job p50 | beyond the Job p99 |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	runs(func(label, round string, res *phaseResult) {
+		d := res.downtime
+		if d == nil {
+			return
+		}
+		label, _, _ = strings.Cut(label, ":")
+		p("| %s%s | %d / %d | %s | %s | %s | %s | **%s** | **%s** |\n", label, round, len(d.added), d.stopped,
+			sec(percentile(d.down, 0.5)), sec(percentile(d.down, 0.99)), sec(percentile(d.job, 0.5)), sec(percentile(d.job, 0.99)),
+			sec(percentile(d.added, 0.5)), sec(percentile(d.added, 0.99)))
+	})
+	p("\nFrom the bench's pod watch, on its own clock: a node is down from its pod seen told to stop (a deletionTimestamp) to its next pod seen Running; its Job ran from its pod seen Running to seen finished (an instant Job's pod is first seen finished: 0). Beyond the Job: down minus the Job's run, what stopping the node, creating the Job, noticing its end and starting the node again added: the control plane's part in the floor, the operator's on top of it in its run. Nodes measured: with all four events seen, of those stopped.\n\n")
+	p("CPU below: round 1 of each kind.\n\n")
 
 	p("#### Where the machine's CPU went during the timed windows\n\n")
 	cols := []*phaseResult{}
-	for _, res := range []*phaseResult{r.floor, r.contract, r.fallback, r.mixed} {
+	ifl, ict, ifb := r.instant.first()
+	for _, res := range []*phaseResult{r.floor, r.contract, r.fallback, ifl, ict, ifb, r.mixed} {
 		if res != nil && res.cpu.procs != nil {
 			cols = append(cols, res)
 		}
@@ -220,16 +342,11 @@ func (r *report) markdown(c *config) string {
 	if ratio > 0 {
 		p("| operator / floor wall ≤ %.1f at N = %d | %.2f (rounds: %s; p50 ratio %.2f) | %s |\n", targetRatio, r.n, ratio, strings.Join(rounds, ", "), p50ratio, verdict(ratio <= targetRatio))
 	}
-	var writes, ops int
-	for _, fb := range r.fallbacks {
-		if fb.operator != nil {
-			_, w, _ := fb.operator.requests.total()
-			writes, ops = writes+w, ops+fb.ops
-		}
-	}
-	if ops > 0 {
-		per := float64(writes) / float64(ops)
+	if per, ops := r.real.writesPerOp(); ops > 0 {
 		p("| API writes per BlockHeightFallback, events excluded ≤ %.0f | %.2f (%d operations) | %s |\n", targetWritesPerOp, per, ops, verdict(per <= targetWritesPerOp))
+	}
+	if per, ops := r.instant.writesPerOp(); ops > 0 {
+		p("| API writes per BlockHeightFallback with instant Jobs, events excluded ≤ %.0f | %.2f (%d operations) | %s |\n", targetWritesPerOp, per, ops, verdict(per <= targetWritesPerOp))
 	}
 	if r.mixed != nil && r.mixed.operator != nil {
 		_, w, _ := r.mixed.operator.requests.total()
@@ -260,7 +377,8 @@ func (r *report) markdown(c *config) string {
 		p("| %s | %s | %.1f | %s | %s | %s | %d | %d | %s | %d | %s |\n", s.name, sec(s.wall), s.cpu, perOp(s.cpu), mib(s.peakRSS), mib(s.hwm), all, w, perOp(float64(w)), ev, perOp(float64(ev)))
 	}
 	phaseRow(&r.startup, 0)
-	for _, res := range append(slices.Clone(r.fallbacks), r.seed, r.mixed) {
+	fallbacks := append(slices.Clone(r.real.fallbacks), r.instant.fallbacks...)
+	for _, res := range append(slices.Clone(fallbacks), r.seed, r.mixed) {
 		if res != nil {
 			phaseRow(res.operator, res.ops)
 		}
@@ -270,7 +388,7 @@ func (r *report) markdown(c *config) string {
 	}
 	p("\nA phase runs from the end of the previous one until every CR of it is finished, its finalizer removed, the operator's queues empty and no request sent for a second. Peak RSS is sampled every 100 ms; VmHWM is the process's lifetime peak. CPU: utime+stime from /proc/<pid>/stat.\n\n")
 
-	for _, res := range append(slices.Clone(r.fallbacks), r.mixed) {
+	for _, res := range append(fallbacks, r.mixed) {
 		if res == nil || res.operator == nil {
 			continue
 		}

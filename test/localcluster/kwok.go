@@ -60,6 +60,17 @@ func writeKwokStages(stagesDir, out, leaveLabel string, leaveNodes []string) err
 	}
 
 	var buf bytes.Buffer
+	write := func(stage map[string]any) error {
+		// JSON is YAML; kwok splits its config on document separators.
+		doc, err := json.Marshal(stage)
+		if err != nil {
+			return err
+		}
+		buf.WriteString("---\n")
+		buf.Write(doc)
+		buf.WriteString("\n")
+		return nil
+	}
 	for _, dir := range kwokStageDirs {
 		files, err := filepath.Glob(filepath.Join(stagesDir, dir, "*.yaml"))
 		if err != nil {
@@ -79,17 +90,91 @@ func writeKwokStages(stagesDir, out, leaveLabel string, leaveNodes []string) err
 					return fmt.Errorf("%s: %w", f, err)
 				}
 			}
-			// JSON is YAML; kwok splits its config on document separators.
-			doc, err := json.Marshal(stage)
-			if err != nil {
+			if err := write(stage); err != nil {
 				return err
 			}
-			buf.WriteString("---\n")
-			buf.Write(doc)
-			buf.WriteString("\n")
+		}
+	}
+	if leaveLabel != "" {
+		for _, stage := range instantJobStages(leaveLabel, leaveNodes) {
+			if err := write(stage); err != nil {
+				return err
+			}
 		}
 	}
 	return os.WriteFile(out, buf.Bytes(), 0o644)
+}
+
+// InstantJobImage marks a Job pod that kwok completes at once instead of
+// leaving it to a runner: a pod carrying the cluster's LeavePodsWithLabel
+// whose first container runs this image goes from Pending straight to
+// Succeeded in one status write, every container terminated with exit code 0
+// and, as its termination message, the result of a cita-node-job run that did
+// nothing in no time ({"op":"<op>","seconds":0}, <op> being the command's
+// first argument; pkg/nodeops/jobargs). Once it has a deletionTimestamp kwok
+// deletes it. A benchmark then sees the cost of what surrounds a Job (the
+// node's stop and start, the Job's creation and completion) without the Job's
+// own run time. A runner executes every pod with the label, this image too:
+// stop it while such Jobs run.
+const InstantJobImage = "localcluster.invalid/instant-job:latest"
+
+// instantJobStatus is the status kwok writes for an InstantJobImage pod (a Go
+// template over the pod, with kwok's functions Now and Quote).
+const instantJobStatus = `{{ $now := Now }}
+containerStatuses:
+{{ range .spec.containers }}
+- image: {{ .image | Quote }}
+  name: {{ .name | Quote }}
+  ready: false
+  restartCount: 0
+  started: false
+  state:
+    terminated:
+      exitCode: 0
+      reason: Completed
+      startedAt: {{ $now | Quote }}
+      finishedAt: {{ $now | Quote }}
+{{ with .command }}{{ if gt (len .) 1 }}      message: {{ printf "{\"op\":%s,\"seconds\":0}" (index . 1 | Quote) | Quote }}
+{{ end }}{{ end }}{{ end }}
+phase: Succeeded
+startTime: {{ $now | Quote }}
+`
+
+// instantJobStages complete and delete the InstantJobImage pods among those
+// the other pod stages leave alone.
+func instantJobStages(leaveLabel string, leaveNodes []string) []map[string]any {
+	selector := func(deleting string, more ...map[string]any) map[string]any {
+		exprs := []any{
+			map[string]any{"key": ".metadata.deletionTimestamp", "operator": deleting},
+			map[string]any{"key": fmt.Sprintf(".metadata.labels[%q]", leaveLabel), "operator": "Exists"},
+			map[string]any{"key": ".spec.containers[0].image", "operator": "In", "values": []any{InstantJobImage}},
+		}
+		if len(leaveNodes) > 0 {
+			exprs = append(exprs, map[string]any{"key": ".spec.nodeName", "operator": "NotIn", "values": leaveNodes})
+		}
+		for _, m := range more {
+			exprs = append(exprs, m)
+		}
+		return map[string]any{"matchExpressions": exprs}
+	}
+	stage := func(name string, selector, next map[string]any) map[string]any {
+		return map[string]any{
+			"apiVersion": "kwok.x-k8s.io/v1alpha1",
+			"kind":       "Stage",
+			"metadata":   map[string]any{"name": name},
+			"spec": map[string]any{
+				"resourceRef": map[string]any{"apiGroup": "v1", "kind": "Pod"},
+				"selector":    selector,
+				"next":        next,
+			},
+		}
+	}
+	return []map[string]any{
+		stage("instant-job-complete",
+			selector("DoesNotExist", map[string]any{"key": ".status.phase", "operator": "In", "values": []any{"Pending"}}),
+			map[string]any{"statusTemplate": instantJobStatus}),
+		stage("instant-job-delete", selector("Exists"), map[string]any{"delete": true}),
+	}
 }
 
 func readStage(path string) (map[string]any, error) {
