@@ -174,14 +174,30 @@ func run(ctx context.Context, o *options) error {
 	}))
 	serve(ctx, o.metricsAddr, "metrics", metricsMux(registry))
 
+	// A controller that stops while the process leads (its caches never
+	// synced, say) ends the process, releasing the lease to a standby,
+	// rather than leaving it leading with nothing running.
+	leadCtx, stopLeading := context.WithCancel(ctx)
+	defer stopLeading()
+	stopped := make(chan error, 1)
 	lead := func(ctx context.Context) {
-		if err := runControllers(ctx, o, kube, cita, registry, &ready); err != nil {
+		if err := runControllers(ctx, o, kube, cita, registry, &ready); err != nil && ctx.Err() == nil {
 			logger.Error(err, "Controller stopped")
+			stopped <- err
+			stopLeading()
+		}
+	}
+	controllerStopped := func() error {
+		select {
+		case err := <-stopped:
+			return err
+		default:
+			return nil
 		}
 	}
 	if !o.leaderElect {
-		lead(ctx)
-		return nil
+		lead(leadCtx)
+		return controllerStopped()
 	}
 
 	id, err := os.Hostname()
@@ -211,7 +227,10 @@ func run(ctx context.Context, o *options) error {
 		return err
 	}
 	ready.Store(true) // a standby is ready: it is waiting for the lease
-	elector.Run(ctx)
+	elector.Run(leadCtx)
+	if err := controllerStopped(); err != nil {
+		return err
+	}
 	if ctx.Err() == nil {
 		return errors.New("lost the leader lease")
 	}
@@ -232,16 +251,18 @@ func runControllers(ctx context.Context, o *options, kube kubernetes.Interface, 
 		Informers: controller.NewInformers(kube, cita, o.namespace, o.resync),
 		Recorder:  recorder, Clock: clock.RealClock{}, Metrics: metrics,
 	}
-	ops, err := operations.New(ctx, deps, o.Config)
+	ops, err := operations.New(deps, o.Config)
 	if err != nil {
 		return err
 	}
+	// The informers stop with the controllers, whatever stopped them.
+	ctx, cancel := context.WithCancel(ctx)
 	deps.Informers.Start(ctx)
 	defer deps.Informers.Shutdown()
+	defer cancel()
 	go func() {
-		if deps.Informers.WaitForCacheSync(ctx) {
-			ready.Store(true)
-		}
+		deps.Informers.WaitForCacheSync(ctx)
+		ready.Store(true)
 	}()
 	return controller.RunAll(ctx, o.workers, ops)
 }

@@ -31,19 +31,11 @@ type eventSink struct {
 	retryWait time.Duration
 }
 
-// The operator's event sink: EventWriters writers, each with a queue of
-// EventQueueDepth events.
 const (
-	EventWriters    = 8
-	EventQueueDepth = 2000 // per writer
+	eventWriters    = 8
+	eventQueueDepth = 2000 // per writer
 	eventMaxTries   = 3
 )
-
-// NewEventSink wraps sink with writers writers of depth queued events each,
-// until ctx is done.
-func NewEventSink(ctx context.Context, sink record.EventSink, writers, depth int) record.EventSink {
-	return newEventSink(ctx, sink, writers, depth)
-}
 
 func newEventSink(ctx context.Context, sink record.EventSink, writers, depth int) *eventSink {
 	s := &eventSink{sink: sink, ctx: ctx, retryWait: time.Second}

@@ -118,7 +118,7 @@ func TestEventSinkKeepsEveryEventOfABurst(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	fake := &fakeSink{gate: make(chan struct{})}
-	s := newEventSink(ctx, fake, EventWriters, EventQueueDepth)
+	s := newEventSink(ctx, fake, eventWriters, eventQueueDepth)
 	received := func() int {
 		queued := 0
 		for _, q := range s.queues {

@@ -119,7 +119,7 @@ func NewRecorder(ctx context.Context, kube kubernetes.Interface, component strin
 	}
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartStructuredLogging(0)
-	broadcaster.StartRecordingToSink(NewEventSink(ctx, &typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")}, EventWriters, EventQueueDepth))
+	broadcaster.StartRecordingToSink(newEventSink(ctx, &typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")}, eventWriters, eventQueueDepth))
 	return broadcaster.NewRecorder(scheme, corev1.EventSource{Component: component}), broadcaster.Shutdown, nil
 }
 
@@ -135,10 +135,10 @@ func NewQueue(name string) Queue {
 	)
 }
 
-// ProcessNext takes one key from q and syncs it: forgotten on success,
+// processNext takes one key from q and syncs it: forgotten on success,
 // requeued rate-limited on error (a conflict, a cache behind the cluster,
 // quietly). It returns false once q is shut down.
-func ProcessNext(ctx context.Context, q Queue, name string, sync func(context.Context, cache.ObjectName) error) bool {
+func processNext(ctx context.Context, q Queue, name string, sync func(context.Context, cache.ObjectName) error) bool {
 	key, shutdown := q.Get()
 	if shutdown {
 		return false
@@ -172,7 +172,7 @@ func RunQueues(ctx context.Context, workers int, synced []cache.InformerSynced, 
 		s := syncFor(name)
 		for range workers {
 			wg.Go(func() {
-				for ProcessNext(ctx, q, name, s) {
+				for processNext(ctx, q, name, s) {
 				}
 			})
 		}

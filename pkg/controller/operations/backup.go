@@ -16,7 +16,7 @@ import (
 // named after the Backup and owned by it. Direct copies from the live node
 // and says so in status.
 func init() {
-	register(Kind[*citav1.Backup]{
+	register(kindSpec[*citav1.Backup]{
 		Name: "Backup", Resource: "backups", JobSuffix: "backup",
 		Informer: func(i citainformers.Interface) cache.SharedIndexInformer { return i.Backups().Informer() },
 		Client: func(c citaclient.CitacloudV1Interface, ns string) crClient[*citav1.Backup] {
@@ -25,7 +25,7 @@ func init() {
 		Operation: func(cr *citav1.Backup) *operation {
 			return nodeOperation(cr, &cr.Status.OperationStatus, cr.Spec.NodeTarget, cr.Spec.NodeJobOptions, cr.Spec.JobOptions)
 		},
-		Hooks: Hooks[*citav1.Backup]{
+		hooks: hooks[*citav1.Backup]{
 			Validate: func(_ context.Context, c *Controller, op *operation, cr *citav1.Backup, _ []*nodeops.Node) error {
 				return c.validateDataPVC(op, cr.Spec.PVCSize)
 			},
@@ -35,8 +35,8 @@ func init() {
 				}
 				return c.ensureDataPVC(ctx, op, nodes[0], cr.Spec.StorageClass, cr.Spec.PVCSize, &cr.Status.VolumeStatus)
 			},
-			Job: func(_ *Controller, cr *citav1.Backup, _ []*nodeops.Node) (JobWork, error) {
-				return JobWork{Args: jobargs.Args{
+			Job: func(_ *Controller, cr *citav1.Backup, _ []*nodeops.Node) (jobWork, error) {
+				return jobWork{Args: jobargs.Args{
 					Op:         jobargs.OpBackup,
 					NodeRoot:   jobargs.NodeRootMountPath,
 					BackupPath: jobargs.BackupMountPath,

@@ -14,7 +14,7 @@ import (
 // BlockHeightFallback: cloud-op rolls the stopped node back to a height, in
 // place (the job binary checkpoints the data around it).
 func init() {
-	register(Kind[*citav1.BlockHeightFallback]{
+	register(kindSpec[*citav1.BlockHeightFallback]{
 		Name: "BlockHeightFallback", Resource: "blockheightfallbacks", JobSuffix: "fallback",
 		Informer: func(i citainformers.Interface) cache.SharedIndexInformer { return i.BlockHeightFallbacks().Informer() },
 		Client: func(c citaclient.CitacloudV1Interface, ns string) crClient[*citav1.BlockHeightFallback] {
@@ -23,12 +23,12 @@ func init() {
 		Operation: func(cr *citav1.BlockHeightFallback) *operation {
 			return nodeOperation(cr, &cr.Status, cr.Spec.NodeTarget, cr.Spec.NodeJobOptions, cr.Spec.JobOptions)
 		},
-		Hooks: Hooks[*citav1.BlockHeightFallback]{
+		hooks: hooks[*citav1.BlockHeightFallback]{
 			DirectNeedsStoppedNode: true,
 			WritesNodeRoot:         true,
-			Job: func(_ *Controller, cr *citav1.BlockHeightFallback, nodes []*nodeops.Node) (JobWork, error) {
+			Job: func(_ *Controller, cr *citav1.BlockHeightFallback, nodes []*nodeops.Node) (jobWork, error) {
 				n := nodes[0]
-				return JobWork{Args: jobargs.Args{
+				return jobWork{Args: jobargs.Args{
 					Op:                  jobargs.OpFallback,
 					NodeRoot:            jobargs.NodeRootMountPath,
 					ConfigPath:          n.ConfigPath(),

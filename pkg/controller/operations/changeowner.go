@@ -13,7 +13,7 @@ import (
 
 // ChangeOwner: chown -R of the node root. Direct runs it on the live node.
 func init() {
-	register(Kind[*citav1.ChangeOwner]{
+	register(kindSpec[*citav1.ChangeOwner]{
 		Name: "ChangeOwner", Resource: "changeowners", JobSuffix: "chown",
 		Informer: func(i citainformers.Interface) cache.SharedIndexInformer { return i.ChangeOwners().Informer() },
 		Client: func(c citaclient.CitacloudV1Interface, ns string) crClient[*citav1.ChangeOwner] {
@@ -22,9 +22,9 @@ func init() {
 		Operation: func(cr *citav1.ChangeOwner) *operation {
 			return nodeOperation(cr, &cr.Status, cr.Spec.NodeTarget, cr.Spec.NodeJobOptions, cr.Spec.JobOptions)
 		},
-		Hooks: Hooks[*citav1.ChangeOwner]{
-			Job: func(_ *Controller, cr *citav1.ChangeOwner, _ []*nodeops.Node) (JobWork, error) {
-				return JobWork{Args: jobargs.Args{
+		hooks: hooks[*citav1.ChangeOwner]{
+			Job: func(_ *Controller, cr *citav1.ChangeOwner, _ []*nodeops.Node) (jobWork, error) {
+				return jobWork{Args: jobargs.Args{
 					Op:       jobargs.OpChown,
 					NodeRoot: jobargs.NodeRootMountPath,
 					UID:      ptr.Deref(cr.Spec.UID, 1000),

@@ -4,8 +4,8 @@
 // touch (Jobs, pods, StatefulSets, Deployments, PVCs).
 //
 // The kinds are a table (kinds.go): each kind's file declares it once and
-// registers it; the queues, informers, event handlers, main and the tests
-// derive from the table.
+// registers it; the queues, informers and event handlers, and the tests,
+// derive from the table (main only calls New).
 //
 // Adding an operation kind:
 //
@@ -78,8 +78,8 @@ func DefaultConfig() Config {
 
 // Controller runs operations of every kind.
 type Controller struct {
-	controller.Deps
-	cfg Config
+	deps controller.Deps
+	cfg  Config
 
 	listers         nodeops.Listers
 	jobs            batchlisters.JobLister
@@ -109,15 +109,15 @@ const (
 // dependencies: one queue per kind of the table, fed by the kinds' informers
 // and by those of what operations touch. It registers event handlers and
 // indexers, so call it before starting the informers.
-func New(ctx context.Context, d controller.Deps, cfg Config) (*Controller, error) {
-	return newController(ctx, d, cfg, table)
+func New(d controller.Deps, cfg Config) (*Controller, error) {
+	return newController(d, cfg, table)
 }
 
-func newController(ctx context.Context, d controller.Deps, cfg Config, kinds []*declaration) (*Controller, error) {
+func newController(d controller.Deps, cfg Config, kinds []*declaration) (*Controller, error) {
 	inf := d.Informers.Kube
 	pods := inf.Core().V1().Pods()
 	c := &Controller{
-		Deps: d, cfg: cfg,
+		deps: d, cfg: cfg,
 		listers: nodeops.Listers{
 			StatefulSets: inf.Apps().V1().StatefulSets().Lister(),
 			Deployments:  inf.Apps().V1().Deployments().Lister(),
@@ -134,6 +134,9 @@ func newController(ctx context.Context, d controller.Deps, cfg Config, kinds []*
 		c.kinds = append(c.kinds, decl.bind(c))
 	}
 	for _, k := range c.kinds {
+		for _, r := range k.reads {
+			c.synced = append(c.synced, r.HasSynced)
+		}
 		c.kindByName[k.name] = k
 		if err := k.informer.AddIndexers(cache.Indexers{byWorkload: c.indexOperationWorkloads(k), byUID: indexUID}); err != nil {
 			return nil, err
@@ -193,12 +196,12 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 
 // citaV1 are the process's informers of every CR kind: a kind's hooks read
 // other kinds through them (a Restore its Backup).
-func (c *Controller) citaV1() citainformers.Interface { return c.Informers.Cita.Citacloud().V1() }
+func (c *Controller) citaV1() citainformers.Interface { return c.deps.Informers.Cita.Citacloud().V1() }
 
 // configMapExists asks the apiserver: ConfigMaps are not cached, because
 // only validation reads one and a namespace may hold many.
 func (c *Controller) configMapExists(namespace, name string) (bool, error) {
-	_, err := c.Kube.CoreV1().ConfigMaps(namespace).Get(context.TODO(), name, metav1.GetOptions{})
+	_, err := c.deps.Kube.CoreV1().ConfigMaps(namespace).Get(context.TODO(), name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}

@@ -70,7 +70,7 @@ func (c *Controller) ensureDataPVC(ctx context.Context, op *operation, node *nod
 		Name: op.obj.GetName(), Namespace: op.obj.GetNamespace(), Owner: op.ownerRef(),
 		StorageClass: storageClass, Size: quantity, AccessModes: node.AccessModes,
 	})
-	_, err := c.Kube.CoreV1().PersistentVolumeClaims(pvc.Namespace).Create(ctx, pvc, metav1.CreateOptions{})
+	_, err := c.deps.Kube.CoreV1().PersistentVolumeClaims(pvc.Namespace).Create(ctx, pvc, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
 		return false, nil // the cache is behind; the next sync checks its owner
 	}

@@ -16,7 +16,7 @@ const (
 
 // event records an Event on the operation, readable in kubectl describe.
 func (c *Controller) event(op *operation, eventType, reason, format string, args ...any) {
-	c.Recorder.Eventf(op.obj, eventType, reason, format, args...)
+	c.deps.Recorder.Eventf(op.obj, eventType, reason, format, args...)
 }
 
 // setCondition sets a condition; its transition time moves only when its
@@ -28,7 +28,7 @@ func (c *Controller) setCondition(op *operation, condType string, status metav1.
 		Reason:             reason,
 		Message:            fmt.Sprintf(format, args...),
 		ObservedGeneration: op.obj.GetGeneration(),
-		LastTransitionTime: metav1.NewTime(c.Clock.Now()),
+		LastTransitionTime: metav1.NewTime(c.deps.Clock.Now()),
 	})
 }
 

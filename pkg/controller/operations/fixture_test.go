@@ -106,12 +106,12 @@ func newFixtureOf(t *testing.T, kinds []*declaration, objects ...runtime.Object)
 // start builds a controller with empty caches over the fixture's
 // clientsets: at creation, and again to play an operator restart.
 func (f *fixture) start() {
-	t, ctx := f.t, f.ctx
+	t := f.t
 	f.kubeInf = informers.NewSharedInformerFactory(f.kube, 0)
 	f.citaInf = citainformers.NewSharedInformerFactory(f.cita, 0)
 	cfg := DefaultConfig()
 	cfg.JobImage = "example.com/cita-node-operator-job:test"
-	c, err := newController(ctx, controller.Deps{
+	c, err := newController(controller.Deps{
 		Kube: f.kube, Cita: f.cita,
 		Informers: controller.Informers{Kube: f.kubeInf, Cita: f.citaInf},
 		Recorder:  f.recorder, Clock: f.clock,

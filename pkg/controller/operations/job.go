@@ -73,7 +73,7 @@ func (c *Controller) run(ctx context.Context, op *operation, nodes []*nodeops.No
 	key := op.obj.GetNamespace() + "/" + name
 	job, err := c.jobs.Jobs(op.obj.GetNamespace()).Get(name)
 	if apierrors.IsNotFound(err) {
-		if c.createdJobs.pending(key, c.Clock.Now()) {
+		if c.createdJobs.pending(key, c.deps.Clock.Now()) {
 			return wait(cacheLag), nil
 		}
 		return c.createJob(ctx, op, nodes)
@@ -134,7 +134,7 @@ func (c *Controller) createJob(ctx context.Context, op *operation, nodes []*node
 	case refused(err):
 		return failure(ReasonJobCannotRun, "cannot create what the Job needs: %v", err), nil
 	}
-	if since := c.stoppedSince(op); !since.IsZero() && c.Clock.Since(since) >= c.cfg.JobStartTimeout {
+	if since := c.stoppedSince(op); !since.IsZero() && c.deps.Clock.Since(since) >= c.cfg.JobStartTimeout {
 		return failure(ReasonJobCannotRun, "no Job could be created within %s of the stop: %v", c.cfg.JobStartTimeout, err), nil
 	}
 	return step{}, err
@@ -183,10 +183,10 @@ func (c *Controller) buildAndCreateJob(ctx context.Context, op *operation, nodes
 		Machine:               machine,
 		ActiveDeadlineSeconds: int64(c.cfg.JobActiveDeadline / time.Second),
 	})
-	if _, err := c.Kube.BatchV1().Jobs(job.Namespace).Create(ctx, job, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+	if _, err := c.deps.Kube.BatchV1().Jobs(job.Namespace).Create(ctx, job, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return step{}, err
 	}
-	c.createdJobs.record(job.Namespace+"/"+job.Name, c.Clock.Now())
+	c.createdJobs.record(job.Namespace+"/"+job.Name, c.deps.Clock.Now())
 	op.status.Job = &citav1.JobRecord{Name: job.Name, Image: image}
 	op.setStep(citav1.StepRunning, "node stopped; Job %s running %s on node %s (image %s)", job.Name, args.Op, nodes[0].Name, image)
 	return wait(c.cfg.JobStartTimeout), nil
@@ -335,7 +335,7 @@ func (c *Controller) jobCannotStart(job *batchv1.Job) (string, time.Duration) {
 	default:
 		why = pending
 	}
-	elapsed := c.Clock.Since(job.CreationTimestamp.Time)
+	elapsed := c.deps.Clock.Since(job.CreationTimestamp.Time)
 	if elapsed >= c.cfg.JobStartTimeout {
 		return why, 0
 	}
@@ -370,7 +370,7 @@ func (c *Controller) stopJob(ctx context.Context, op *operation) (time.Duration,
 			// The Job is gone; its pods may not be yet.
 			for _, p := range active {
 				if p.DeletionTimestamp == nil {
-					err := c.Kube.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}})
+					err := c.deps.Kube.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}})
 					if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 						return 0, err
 					}
@@ -417,7 +417,7 @@ func (c *Controller) setTTL(ctx context.Context, op *operation, name string) err
 	if err != nil {
 		return err
 	}
-	patched, err := c.Kube.BatchV1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	patched, err := c.deps.Kube.BatchV1().Jobs(job.Namespace).Patch(ctx, job.Name, types.MergePatchType, patch, metav1.PatchOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}

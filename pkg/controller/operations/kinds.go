@@ -19,11 +19,11 @@ import (
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
 )
 
-// Kind declares one operation kind, once: its file in this package
-// registers it (register, from an init function) and everything else — the
-// informers and queues, main, the tests — takes it from the table. T is
-// the CR's Go type.
-type Kind[T object] struct {
+// kindSpec declares one operation kind, once: its file in this package
+// registers it (register, from an init function) and the controller — its
+// queues, informers and handlers — and the tests take it from the table. T
+// is the CR's Go type.
+type kindSpec[T object] struct {
 	// Name is the CR's kind; it names its queue, its metrics and, on a
 	// workload it holds, the holder.
 	Name string
@@ -33,16 +33,19 @@ type Kind[T object] struct {
 	JobSuffix string
 	// Informer and Client pick the kind's shared informer and typed client.
 	Informer func(citainformers.Interface) cache.SharedIndexInformer
+	// Reads are the informers of other kinds its hooks read (a Restore its
+	// Backup or Snapshot): started and awaited with the kind's own.
+	Reads    []func(citainformers.Interface) cache.SharedIndexInformer
 	Client   func(c citaclient.CitacloudV1Interface, namespace string) crClient[T]
 	// Operation maps a CR onto the machine: its status, nodes and the
 	// options every kind shares (see nodeOperation).
 	Operation func(T) *operation
-	Hooks[T]
+	hooks[T]
 }
 
-// Hooks are what a kind does that is its own. Every hook is optional; a kind
-// sets those it needs and nothing else.
-type Hooks[T object] struct {
+// hooks are what a kind does that is its own. A kind sets exactly one of
+// Job and Run, and of the others those it needs.
+type hooks[T object] struct {
 	// Validate checks what the operation references beyond its nodes; an
 	// *nodeops.InvalidError fails it before anything is touched.
 	Validate func(ctx context.Context, c *Controller, op *operation, cr T, nodes []*nodeops.Node) error
@@ -56,7 +59,7 @@ type Hooks[T object] struct {
 	// Job says what the operation's Job runs: the job binary's operation
 	// and flags, and the Backup/Snapshot claim it mounts. Set exactly one
 	// of Job and Run.
-	Job func(c *Controller, cr T, nodes []*nodeops.Node) (JobWork, error)
+	Job func(c *Controller, cr T, nodes []*nodeops.Node) (jobWork, error)
 	// RecordResult puts a successful Job's result into the kind's own
 	// status fields.
 	RecordResult func(cr T, r *jobargs.Result)
@@ -77,8 +80,8 @@ type Hooks[T object] struct {
 	WritesNodeRoot bool
 }
 
-// JobWork is what an operation's Job runs.
-type JobWork struct {
+// jobWork is what an operation's Job runs.
+type jobWork struct {
 	Args jobargs.Args
 	// Claim is a Backup or Snapshot PVC mounted at jobargs.BackupMountPath.
 	Claim    string
@@ -107,7 +110,7 @@ type declaration struct {
 var table []*declaration
 
 // register adds a kind to the table; each kind's file calls it from init.
-func register[T object](k Kind[T]) {
+func register[T object](k kindSpec[T]) {
 	if (k.Job == nil) == (k.Run == nil) {
 		panic(fmt.Sprintf("operation kind %s: set exactly one of Job and Run", k.Name))
 	}
@@ -115,16 +118,7 @@ func register[T object](k Kind[T]) {
 	sort.Slice(table, func(i, j int) bool { return table[i].name < table[j].name })
 }
 
-// Kinds names the operation kinds of the table, sorted.
-func Kinds() []string {
-	names := make([]string, len(table))
-	for i, d := range table {
-		names[i] = d.name
-	}
-	return names
-}
-
-func declare[T object](k Kind[T]) *declaration {
+func declare[T object](k kindSpec[T]) *declaration {
 	d := &declaration{
 		name: k.Name, resource: k.Resource, jobSuffix: k.JobSuffix,
 		typeName:               reflect.TypeFor[T]().Elem().Name(),
@@ -135,8 +129,11 @@ func declare[T object](k Kind[T]) *declaration {
 	}
 	d.bind = func(c *Controller) *kind {
 		informer := k.Informer(c.citaV1())
-		client := func(namespace string) crClient[T] { return k.Client(c.Cita.CitacloudV1(), namespace) }
+		client := func(namespace string) crClient[T] { return k.Client(c.deps.Cita.CitacloudV1(), namespace) }
 		kd := &kind{declaration: d, informer: informer, queue: controller.NewQueue(k.Name)}
+		for _, read := range k.Reads {
+			kd.reads = append(kd.reads, read(c.citaV1()))
+		}
 		cr := func(op *operation) T { return op.obj.(T) }
 		kd.view = func(obj any) *operation {
 			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
@@ -189,7 +186,7 @@ func declare[T object](k Kind[T]) *declaration {
 			}
 		}
 		if k.Job != nil {
-			kd.job = func(op *operation, nodes []*nodeops.Node) (JobWork, error) { return k.Job(c, cr(op), nodes) }
+			kd.job = func(op *operation, nodes []*nodeops.Node) (jobWork, error) { return k.Job(c, cr(op), nodes) }
 		}
 		if k.RecordResult != nil {
 			kd.recordResult = func(op *operation, r *jobargs.Result) { k.RecordResult(cr(op), r) }
@@ -215,6 +212,7 @@ type kind struct {
 	*declaration
 	queue    controller.Queue
 	informer cache.SharedIndexInformer
+	reads    []cache.SharedIndexInformer
 	// view wraps a cached CR (or a deletion tombstone of one) without
 	// copying it: for reading only. nil if obj is not of this kind.
 	view func(obj any) *operation
@@ -229,7 +227,7 @@ type kind struct {
 
 	validate     func(ctx context.Context, op *operation, nodes []*nodeops.Node) error
 	prepare      func(ctx context.Context, op *operation, nodes []*nodeops.Node) (bool, error)
-	job          func(op *operation, nodes []*nodeops.Node) (JobWork, error)
+	job          func(op *operation, nodes []*nodeops.Node) (jobWork, error)
 	recordResult func(op *operation, r *jobargs.Result)
 	run          func(ctx context.Context, op *operation, nodes []*nodeops.Node) (bool, error)
 	beforeStart  func(ctx context.Context, op *operation, held []*nodeops.Workload) (bool, error)

@@ -63,32 +63,17 @@ func TestTableIsTheAPI(t *testing.T) {
 	if diff := cmp.Diff(api, declared); diff != "" {
 		t.Errorf("operation kinds of the API (-) and of the table (+):\n%s", diff)
 	}
-	if diff := cmp.Diff(declared, kindsAndResources(Kinds())); diff != "" {
-		t.Errorf("Kinds() (-table +Kinds):\n%s", diff)
-	}
-	for name := range notOperations {
-		if slices.Contains(Kinds(), name) {
-			t.Errorf("%s is both an operation kind and not one", name)
+	for _, d := range table {
+		if notOperations[d.name] {
+			t.Errorf("%s is both an operation kind and not one", d.name)
 		}
 	}
-}
-
-func kindsAndResources(names []string) []string {
-	var out []string
-	for _, n := range names {
-		for _, d := range table {
-			if d.name == n {
-				out = append(out, n+" "+d.resource)
-			}
-		}
-	}
-	return out
 }
 
 // TestAKindNeedsJobOrRun: a kind that neither runs a Job nor does its work
 // itself (or both) is refused when it is declared.
 func TestAKindNeedsJobOrRun(t *testing.T) {
-	for name, hooks := range map[string]Hooks[*citav1.ChangeOwner]{
+	for name, h := range map[string]hooks[*citav1.ChangeOwner]{
 		"neither": {},
 		"both": {Job: relabelJob, Run: func(_ context.Context, _ *Controller, _ *operation, _ *citav1.ChangeOwner, _ []*nodeops.Node) (bool, error) {
 			return true, nil
@@ -102,7 +87,7 @@ func TestAKindNeedsJobOrRun(t *testing.T) {
 			}()
 			saved := table
 			defer func() { table = saved }()
-			register(Kind[*citav1.ChangeOwner]{Name: "Relabel", Hooks: hooks})
+			register(kindSpec[*citav1.ChangeOwner]{Name: "Relabel", hooks: h})
 		})
 	}
 }
@@ -110,7 +95,7 @@ func TestAKindNeedsJobOrRun(t *testing.T) {
 // relabel is one more operation kind, declared here through the table alone:
 // a chown of the node root to 7:7 under its own kind name, reusing the
 // ChangeOwner API type.
-var relabel = declare(Kind[*citav1.ChangeOwner]{
+var relabel = declare(kindSpec[*citav1.ChangeOwner]{
 	Name: "Relabel", Resource: "changeowners", JobSuffix: "relabel",
 	Informer: func(i citainformers.Interface) cache.SharedIndexInformer { return i.ChangeOwners().Informer() },
 	Client: func(c citaclient.CitacloudV1Interface, ns string) crClient[*citav1.ChangeOwner] {
@@ -119,11 +104,11 @@ var relabel = declare(Kind[*citav1.ChangeOwner]{
 	Operation: func(cr *citav1.ChangeOwner) *operation {
 		return nodeOperation(cr, &cr.Status, cr.Spec.NodeTarget, cr.Spec.NodeJobOptions, cr.Spec.JobOptions)
 	},
-	Hooks: Hooks[*citav1.ChangeOwner]{Job: relabelJob},
+	hooks: hooks[*citav1.ChangeOwner]{Job: relabelJob},
 })
 
-func relabelJob(*Controller, *citav1.ChangeOwner, []*nodeops.Node) (JobWork, error) {
-	return JobWork{Args: jobargs.Args{Op: jobargs.OpChown, NodeRoot: jobargs.NodeRootMountPath, UID: 7, GID: 7}}, nil
+func relabelJob(*Controller, *citav1.ChangeOwner, []*nodeops.Node) (jobWork, error) {
+	return jobWork{Args: jobargs.Args{Op: jobargs.OpChown, NodeRoot: jobargs.NodeRootMountPath, UID: 7, GID: 7}}, nil
 }
 
 // TestAKindDeclaredThroughTheTableAlone: the seam. A kind that exists only as

@@ -293,7 +293,7 @@ func (c *Controller) activeJobPods(uid string) []*corev1.Pod {
 
 func (c *Controller) deleteJob(ctx context.Context, namespace, name string, uid types.UID) error {
 	foreground := metav1.DeletePropagationForeground
-	err := c.Kube.BatchV1().Jobs(namespace).Delete(ctx, name, metav1.DeleteOptions{
+	err := c.deps.Kube.BatchV1().Jobs(namespace).Delete(ctx, name, metav1.DeleteOptions{
 		Preconditions:     &metav1.Preconditions{UID: &uid},
 		PropagationPolicy: &foreground,
 	})

@@ -20,36 +20,6 @@ import (
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
 )
 
-// The machine. Every sync of an operation runs advance, which derives where
-// the operation is from its status and the cluster, runs the steps from
-// there, and stops at the first that does not proceed. A step returns what
-// it decided (a step value): proceed, wait (until an event, or for a while),
-// or an outcome. settle is the one place an outcome is acted on.
-//
-//	step           proceeds when                  can end it with (reason)              nodes then
-//	validate       the nodes and what the CR      InvalidInput                          untouched: ends at once
-//	               references are as required
-//	lock           it holds every workload        -                                     (waits in Waiting; an
-//	               (in queue order)                                                     orphaned lock is released)
-//	stop           no pod of the nodes is left    ScaledByOther, StopTimeout;           started again by end
-//	               (Direct: the kind may run on   NodeRunning (Direct, node running)
-//	               a live node, or it is stopped)
-//	run            never: it ends the operation   Succeeded; JobFailed, JobCannotStart, started again by end
-//	               when the work is done          InvalidInput (Job not ours, source
-//	                                              gone after the stop)
-//	any (lock lost while held)                    LockLost                              left as they are now
-//	CR deleted before the end                     Deleted                               started again by end
-//
-// Once an outcome is recorded (the Succeeded condition) nothing but end runs:
-// it stops the operation's Job and waits for its pods, runs a recovery Job
-// where the kind's Job may have been killed while rewriting the node root,
-// lets the kind put right what a failure left (BeforeStart), starts and
-// releases every workload the operation holds, and sets Complete or Failed
-// with the step Done. The outcome is written before the nodes are started
-// (see settle), so no crash loses it or runs the work twice. After that,
-// afterEnd lets the Job expire (its result is in status) and removes the
-// finalizer.
-
 // Finalizer keeps a CR until the node it stopped is started and its lock
 // released, so deleting a CR mid-operation never leaves a node down.
 const Finalizer = "citacloud.rivtower.com/start-node"
@@ -96,7 +66,12 @@ func success(format string, args ...any) step {
 }
 
 func failure(reason, format string, args ...any) step {
-	return step{outcome: &outcome{reason: reason, message: fmt.Sprintf(format, args...)}}
+	o := failed(reason, format, args...)
+	return step{outcome: &o}
+}
+
+func failed(reason, format string, args ...any) outcome {
+	return outcome{reason: reason, message: fmt.Sprintf(format, args...)}
 }
 
 // syncOperation advances one operation as far as the cluster allows, then
@@ -156,13 +131,43 @@ func (c *Controller) syncOperation(ctx context.Context, k *kind, key cache.Objec
 	return nil
 }
 
-// advance runs the machine. It changes op's status in memory only; every
-// other write is made here, one step at a time. A positive duration asks to
-// be called again after it even if nothing changes.
+// advance runs the machine. Every sync of an operation runs it: it derives where
+// the operation is from its status and the cluster, runs the steps from
+// there, and stops at the first that does not proceed. A step returns what
+// it decided (a step value): proceed, wait (until an event, or for a while),
+// or an outcome. settle is the one place an outcome is acted on.
+//
+//	step           proceeds when                  can end it with (reason)              nodes then
+//	validate       the nodes and what the CR      InvalidInput                          untouched: ends at once
+//	               references are as required
+//	lock           it holds every workload        -                                     (waits in Waiting; an
+//	               (in queue order)                                                     orphaned lock is released)
+//	stop           no pod of the nodes is left    ScaledByOther, StopTimeout;           started again by startAndEnd
+//	               (Direct: the kind may run on   NodeRunning (Direct, node running)
+//	               a live node, or it is stopped)
+//	run            never: it ends the operation   Succeeded; JobFailed, JobCannotStart, started again by startAndEnd
+//	               when the work is done          InvalidInput (Job not ours, source
+//	                                              gone after the stop)
+//	any (lock lost while held)                    LockLost                              left as they are now
+//	CR deleted before the end                     Deleted                               started again by startAndEnd
+//
+// Once an outcome is recorded (the Succeeded condition) only startAndEnd runs:
+// it stops the operation's Job and waits for its pods, runs a recovery Job
+// where the kind's Job may have been killed while rewriting the node root,
+// lets the kind put right what a failure left (BeforeStart), starts and
+// releases every workload the operation holds, and sets Complete or Failed
+// with the step Done. The outcome is written before the nodes are started
+// (see settle), so no crash loses it or runs the work twice. After that,
+// afterEnd lets the Job expire (its result is in status) and removes the
+// finalizer.
+//
+// advance changes op's status in memory only; every other write is made
+// here, one step at a time. A positive duration asks to be called again
+// after it even if nothing changes.
 func (c *Controller) advance(ctx context.Context, op *operation) (time.Duration, error) {
 	st := op.status
 	if op.obj.GetDeletionTimestamp() != nil {
-		return c.deleted(ctx, op)
+		return c.onDeleted(ctx, op)
 	}
 	if ended(st) {
 		return 0, c.afterEnd(ctx, op)
@@ -172,13 +177,13 @@ func (c *Controller) advance(ctx context.Context, op *operation) (time.Duration,
 	}
 	if st.Status == "" {
 		st.Status = citav1.PhaseActive
-		st.StartTime = ptrTime(c.Clock.Now())
+		st.StartTime = ptrTime(c.deps.Clock.Now())
 		op.setStep(citav1.StepValidating, "validating")
 	}
 	st.ObservedGeneration = op.obj.GetGeneration()
 
 	if hasOutcome(st) {
-		return c.end(ctx, op)
+		return c.startAndEnd(ctx, op)
 	}
 	next, err := c.decide(ctx, op)
 	if err != nil {
@@ -221,8 +226,8 @@ func (c *Controller) decide(ctx context.Context, op *operation) (step, error) {
 		// again would record its current replicas and stop it a second time.
 		return failure(ReasonLockLost, "the lock on the node's workload is gone (the workload was replaced or its annotations removed while the operation ran): aborted, the workload left as it is now"), nil
 	}
-	for _, run := range []func(context.Context, *operation, []*nodeops.Node) (step, error){c.lockNodes, c.stopNodes, c.run} {
-		if next, err := run(ctx, op, nodes); err != nil || !next.proceed {
+	for _, s := range []func(context.Context, *operation, []*nodeops.Node) (step, error){c.lockNodes, c.stopNodes, c.run} {
+		if next, err := s(ctx, op, nodes); err != nil || !next.proceed {
 			return next, err
 		}
 	}
@@ -251,19 +256,19 @@ func ended(st *citav1.OperationStatus) bool {
 // operator reads again (see decide), so the node is started and the
 // outcome written together.
 func (c *Controller) settle(ctx context.Context, op *operation, o outcome) (time.Duration, error) {
-	c.record(op, o)
+	c.recordOutcome(op, o)
 	if !c.holdsAny(op) && len(c.activeJobPods(string(op.obj.GetUID()))) == 0 {
-		return c.end(ctx, op)
+		return c.startAndEnd(ctx, op)
 	}
 	if job, err := c.ownJob(op); err == nil && job != nil && jobFinished(job) {
-		return c.end(ctx, op)
+		return c.startAndEnd(ctx, op)
 	}
 	op.setStep(citav1.StepStarting, "%s", o.message)
 	return 0, nil
 }
 
-// record sets the outcome in status.
-func (c *Controller) record(op *operation, o outcome) {
+// recordOutcome sets the outcome in status.
+func (c *Controller) recordOutcome(op *operation, o outcome) {
 	if o.succeeded {
 		c.setCondition(op, citav1.ConditionSucceeded, metav1.ConditionTrue, ReasonSucceeded, "%s", o.message)
 		return
@@ -313,7 +318,7 @@ func (c *Controller) validate(ctx context.Context, op *operation, nodes []*nodeo
 			if machine == "" {
 				return &nodeops.InvalidError{Reason: fmt.Sprintf("podAffinityFlag is set but no pod of node %s is scheduled: there is no machine to place the Job on", n.Name)}
 			}
-			if _, err := c.Kube.CoreV1().Nodes().Get(ctx, machine, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			if _, err := c.deps.Kube.CoreV1().Nodes().Get(ctx, machine, metav1.GetOptions{}); apierrors.IsNotFound(err) {
 				return &nodeops.InvalidError{Reason: fmt.Sprintf("podAffinityFlag is set but the machine %s that node %s ran on is gone", machine, n.Name)}
 			} else if err != nil {
 				return err
@@ -338,9 +343,9 @@ func (c *Controller) directRefused(op *operation, nodes []*nodeops.Node) string 
 	return ""
 }
 
-// end: make sure no Job pod still runs, start and release every node the
-// operation holds, then end the operation with its recorded outcome.
-func (c *Controller) end(ctx context.Context, op *operation) (time.Duration, error) {
+// startAndEnd: make sure no Job pod still runs, start and release every node
+// the operation holds, then end the operation with its recorded outcome.
+func (c *Controller) startAndEnd(ctx context.Context, op *operation) (time.Duration, error) {
 	if wait, err := c.stopJob(ctx, op); err != nil || wait > 0 {
 		return wait, err
 	}
@@ -370,7 +375,7 @@ func (c *Controller) end(ctx context.Context, op *operation) (time.Duration, err
 	}
 	cond := meta.FindStatusCondition(op.status.Conditions, citav1.ConditionSucceeded)
 	st := op.status
-	st.EndTime = ptrTime(c.Clock.Now())
+	st.EndTime = ptrTime(c.deps.Clock.Now())
 	st.Status = citav1.PhaseFailed
 	if cond.Status == metav1.ConditionTrue {
 		st.Status = citav1.PhaseComplete
@@ -405,15 +410,15 @@ func (c *Controller) afterEnd(ctx context.Context, op *operation) error {
 	if len(c.heldWorkloads(op)) > 0 {
 		// Cannot happen through this machine (release precedes the outcome);
 		// repair rather than leave a node locked.
-		_, err := c.end(ctx, op)
+		_, err := c.startAndEnd(ctx, op)
 		return err
 	}
 	return c.removeFinalizer(ctx, op)
 }
 
-// deleted handles a deleted CR: its Job is stopped, its nodes started and
+// onDeleted handles a deleted CR: its Job is stopped, its nodes started and
 // released, then the finalizer is removed.
-func (c *Controller) deleted(ctx context.Context, op *operation) (time.Duration, error) {
+func (c *Controller) onDeleted(ctx context.Context, op *operation) (time.Duration, error) {
 	if !slices.Contains(op.obj.GetFinalizers(), Finalizer) {
 		return 0, nil
 	}
@@ -421,12 +426,12 @@ func (c *Controller) deleted(ctx context.Context, op *operation) (time.Duration,
 		// The outcome is written first; the finalizer goes on the next sync,
 		// as removing it may delete the object.
 		if !hasOutcome(op.status) {
-			c.record(op, *failure(ReasonDeleted, "the %s was deleted before it finished", op.kind.name).outcome)
+			c.recordOutcome(op, failed(ReasonDeleted, "the %s was deleted before it finished", op.kind.name))
 		}
-		return c.end(ctx, op)
+		return c.startAndEnd(ctx, op)
 	}
 	if len(c.heldWorkloads(op)) > 0 {
-		return c.end(ctx, op)
+		return c.startAndEnd(ctx, op)
 	}
 	return 0, c.removeFinalizer(ctx, op)
 }
@@ -468,7 +473,7 @@ const cacheLag = 50 * time.Millisecond
 // patchWorkload sends a patch to a workload and remembers the version
 // written, so that no later sync acts on a cache older than it.
 func (c *Controller) patchWorkload(ctx context.Context, namespace string, w *nodeops.Workload, patch nodeops.Patch) error {
-	rv, err := nodeops.PatchWorkload(ctx, c.Kube, w, namespace, patch)
+	rv, err := nodeops.PatchWorkload(ctx, c.deps.Kube, w, namespace, patch)
 	if err == nil {
 		c.written.record(w.Object.GetUID(), rv)
 	} else if apierrors.IsConflict(err) {

@@ -77,7 +77,7 @@ func (c *Controller) recoverNodeRoot(ctx context.Context, op *operation) (time.D
 			Node: nodes[0], Machine: machine,
 			ActiveDeadlineSeconds: int64(c.cfg.JobActiveDeadline / time.Second),
 		})
-		if _, err := c.Kube.BatchV1().Jobs(job.Namespace).Create(ctx, job, metav1.CreateOptions{}); refused(err) {
+		if _, err := c.deps.Kube.BatchV1().Jobs(job.Namespace).Create(ctx, job, metav1.CreateOptions{}); refused(err) {
 			c.event(op, eventWarning, "RecoveryImpossible", "recovery Job %s refused (%v): starting the node without checking its node root", name, err)
 			return 0, nil
 		} else if err != nil && !apierrors.IsAlreadyExists(err) {
@@ -161,7 +161,7 @@ func (c *Controller) recoverOrphan(ctx context.Context, namespace string, h node
 	if apierrors.IsNotFound(err) {
 		node, err := nodeops.Locate(c.listers, target)
 		if err != nil {
-			c.Recorder.Eventf(obj, eventWarning, "RecoveryImpossible", "%s held by %s, which is gone: cannot check the node root before starting it: %v", w.Key(), h, err)
+			c.deps.Recorder.Eventf(obj, eventWarning, "RecoveryImpossible", "%s held by %s, which is gone: cannot check the node root before starting it: %v", w.Key(), h, err)
 			return 0, nil
 		}
 		gvk := appsv1.SchemeGroupVersion.WithKind(w.Kind)
@@ -174,13 +174,13 @@ func (c *Controller) recoverOrphan(ctx context.Context, namespace string, h node
 		})
 		// Nothing waits for its result once the node is started: it may go.
 		job.Spec.TTLSecondsAfterFinished = ptr.To[int32](600)
-		if _, err := c.Kube.BatchV1().Jobs(namespace).Create(ctx, job, metav1.CreateOptions{}); refused(err) {
-			c.Recorder.Eventf(obj, eventWarning, "RecoveryImpossible", "%s held by %s, which is gone: recovery Job %s refused (%v); starting the node without checking its node root", w.Key(), h, name, err)
+		if _, err := c.deps.Kube.BatchV1().Jobs(namespace).Create(ctx, job, metav1.CreateOptions{}); refused(err) {
+			c.deps.Recorder.Eventf(obj, eventWarning, "RecoveryImpossible", "%s held by %s, which is gone: recovery Job %s refused (%v); starting the node without checking its node root", w.Key(), h, name, err)
 			return 0, nil
 		} else if err != nil && !apierrors.IsAlreadyExists(err) {
 			return 0, err
 		}
-		c.Recorder.Eventf(obj, eventNormal, "RecoveryJobCreated", "%s was stopped by %s, which is gone: Job %s puts back what its Job may have left before the node starts", w.Key(), h, name)
+		c.deps.Recorder.Eventf(obj, eventNormal, "RecoveryJobCreated", "%s was stopped by %s, which is gone: Job %s puts back what its Job may have left before the node starts", w.Key(), h, name)
 		return orphanRecoveryPoll, nil
 	}
 	if err != nil {
@@ -191,13 +191,13 @@ func (c *Controller) recoverOrphan(ctx context.Context, namespace string, h node
 		if why == "" || after > 0 {
 			return orphanRecoveryPoll, nil // no event of its Job wakes the orphan
 		}
-		c.Recorder.Eventf(obj, eventWarning, "RecoveryFailed", "recovery Job %s could not start: %s; starting the node anyway", name, why)
+		c.deps.Recorder.Eventf(obj, eventWarning, "RecoveryFailed", "recovery Job %s could not start: %s; starting the node anyway", name, why)
 		return 0, c.deleteJob(ctx, namespace, job.Name, job.UID)
 	}
 	if jobCondition(job, "Complete") != nil {
-		c.Recorder.Eventf(obj, eventNormal, "NodeRootChecked", "recovery Job %s finished: the node root is whole", name)
+		c.deps.Recorder.Eventf(obj, eventNormal, "NodeRootChecked", "recovery Job %s finished: the node root is whole", name)
 	} else {
-		c.Recorder.Eventf(obj, eventWarning, "RecoveryFailed", "recovery Job %s failed: the node's data may be inconsistent; starting the node anyway", name)
+		c.deps.Recorder.Eventf(obj, eventWarning, "RecoveryFailed", "recovery Job %s failed: the node's data may be inconsistent; starting the node anyway", name)
 	}
 	return 0, nil
 }

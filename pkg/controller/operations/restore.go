@@ -19,16 +19,20 @@ import (
 // node (chain state only). The job binary verifies and stages the copy and
 // replaces the live data only after it succeeded.
 func init() {
-	register(Kind[*citav1.Restore]{
+	register(kindSpec[*citav1.Restore]{
 		Name: "Restore", Resource: "restores", JobSuffix: "restore",
 		Informer: func(i citainformers.Interface) cache.SharedIndexInformer { return i.Restores().Informer() },
+		Reads: []func(citainformers.Interface) cache.SharedIndexInformer{
+			func(i citainformers.Interface) cache.SharedIndexInformer { return i.Backups().Informer() },
+			func(i citainformers.Interface) cache.SharedIndexInformer { return i.Snapshots().Informer() },
+		},
 		Client: func(c citaclient.CitacloudV1Interface, ns string) crClient[*citav1.Restore] {
 			return c.Restores(ns)
 		},
 		Operation: func(cr *citav1.Restore) *operation {
 			return nodeOperation(cr, &cr.Status.OperationStatus, cr.Spec.NodeTarget, cr.Spec.NodeJobOptions, cr.Spec.JobOptions)
 		},
-		Hooks: Hooks[*citav1.Restore]{
+		hooks: hooks[*citav1.Restore]{
 			DirectNeedsStoppedNode: true,
 			WritesNodeRoot:         true,
 			Validate:               validateRestore,
@@ -98,20 +102,20 @@ func validateRestore(_ context.Context, c *Controller, _ *operation, cr *citav1.
 	return nil
 }
 
-func restoreJob(c *Controller, cr *citav1.Restore, nodes []*nodeops.Node) (JobWork, error) {
+func restoreJob(c *Controller, cr *citav1.Restore, nodes []*nodeops.Node) (jobWork, error) {
 	src, err := restoreSourceOf(c, cr)
 	if err != nil {
-		return JobWork{}, err
+		return jobWork{}, err
 	}
 	n := nodes[0]
 	del := ptr.Deref(cr.Spec.DeleteConsensusData, false)
 	if src.kind == "Backup" {
-		return JobWork{Args: jobargs.Args{
+		return jobWork{Args: jobargs.Args{
 			Op: jobargs.OpRestore, NodeRoot: jobargs.NodeRootMountPath,
 			SourcePath: jobargs.BackupMountPath, DeleteConsensusData: del,
 		}, Claim: src.claim, ReadOnly: true}, nil
 	}
-	return JobWork{Args: jobargs.Args{
+	return jobWork{Args: jobargs.Args{
 		Op: jobargs.OpSnapshotRestore, NodeRoot: jobargs.NodeRootMountPath,
 		ConfigPath: n.ConfigPath(), SourcePath: jobargs.BackupMountPath, BlockHeight: src.height,
 		Crypto: n.Crypto, Consensus: n.Consensus, DeleteConsensusData: del,

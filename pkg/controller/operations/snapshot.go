@@ -15,7 +15,7 @@ import (
 // Snapshot: cloud-op writes the state at a height into a PVC named after the
 // Snapshot and owned by it, as <claim>/<height>/{chain_data,data}.
 func init() {
-	register(Kind[*citav1.Snapshot]{
+	register(kindSpec[*citav1.Snapshot]{
 		Name: "Snapshot", Resource: "snapshots", JobSuffix: "snapshot",
 		Informer: func(i citainformers.Interface) cache.SharedIndexInformer { return i.Snapshots().Informer() },
 		Client: func(c citaclient.CitacloudV1Interface, ns string) crClient[*citav1.Snapshot] {
@@ -24,7 +24,7 @@ func init() {
 		Operation: func(cr *citav1.Snapshot) *operation {
 			return nodeOperation(cr, &cr.Status.OperationStatus, cr.Spec.NodeTarget, cr.Spec.NodeJobOptions, cr.Spec.JobOptions)
 		},
-		Hooks: Hooks[*citav1.Snapshot]{
+		hooks: hooks[*citav1.Snapshot]{
 			DirectNeedsStoppedNode: true,
 			Validate: func(_ context.Context, c *Controller, op *operation, cr *citav1.Snapshot, _ []*nodeops.Node) error {
 				return c.validateDataPVC(op, cr.Spec.PVCSize)
@@ -32,9 +32,9 @@ func init() {
 			Prepare: func(ctx context.Context, c *Controller, op *operation, cr *citav1.Snapshot, nodes []*nodeops.Node) (bool, error) {
 				return c.ensureDataPVC(ctx, op, nodes[0], cr.Spec.StorageClass, cr.Spec.PVCSize, &cr.Status.VolumeStatus)
 			},
-			Job: func(_ *Controller, cr *citav1.Snapshot, nodes []*nodeops.Node) (JobWork, error) {
+			Job: func(_ *Controller, cr *citav1.Snapshot, nodes []*nodeops.Node) (jobWork, error) {
 				n := nodes[0]
-				return JobWork{Args: jobargs.Args{
+				return jobWork{Args: jobargs.Args{
 					Op:          jobargs.OpSnapshot,
 					NodeRoot:    jobargs.NodeRootMountPath,
 					ConfigPath:  n.ConfigPath(),

@@ -101,7 +101,7 @@ func (c *Controller) stopNodes(ctx context.Context, op *operation, nodes []*node
 	if cond := meta.FindStatusCondition(op.status.Conditions, citav1.ConditionNodeStopped); cond != nil {
 		since = cond.LastTransitionTime.Time
 	}
-	elapsed := c.Clock.Since(since)
+	elapsed := c.deps.Clock.Since(since)
 	if elapsed >= c.cfg.StopTimeout {
 		why := ""
 		if late != nil {
@@ -124,14 +124,14 @@ func (c *Controller) stopNodes(ctx context.Context, op *operation, nodes []*node
 			// The pod cache may be behind the controller's own delete
 			// (under load, behind the workload's status that says it
 			// acted): ask the apiserver before deleting.
-			live, err := c.Kube.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
+			live, err := c.deps.Kube.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
 			if apierrors.IsNotFound(err) || (err == nil && (live.UID != p.UID || live.DeletionTimestamp != nil)) {
 				continue
 			}
 			if err != nil {
 				return step{}, err
 			}
-			err = c.Kube.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}})
+			err = c.deps.Kube.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}})
 			if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 				return step{}, err
 			}

@@ -22,7 +22,7 @@ import (
 // StatefulSet when it is locked, and the swap is computed from those records,
 // so running it again after a crash changes nothing.
 func init() {
-	register(Kind[*citav1.Switchover]{
+	register(kindSpec[*citav1.Switchover]{
 		Name: "Switchover", Resource: "switchovers", JobSuffix: "switchover",
 		Informer: func(i citainformers.Interface) cache.SharedIndexInformer { return i.Switchovers().Informer() },
 		Client: func(c citaclient.CitacloudV1Interface, ns string) crClient[*citav1.Switchover] {
@@ -39,7 +39,7 @@ func init() {
 				job:     cr.Spec.JobOptions,
 			}
 		},
-		Hooks: Hooks[*citav1.Switchover]{
+		hooks: hooks[*citav1.Switchover]{
 			Validate:        validateSwitchover,
 			RecordsAccounts: true,
 			Run:             swapAccounts,
@@ -101,7 +101,7 @@ func (c *Controller) setAccount(ctx context.Context, namespace, sts, configMap s
 	if err != nil {
 		return err
 	}
-	out, err := c.Kube.AppsV1().StatefulSets(namespace).Patch(ctx, sts, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+	out, err := c.deps.Kube.AppsV1().StatefulSets(namespace).Patch(ctx, sts, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
 	if err == nil {
 		c.written.record(out.UID, out.ResourceVersion)
 	}
