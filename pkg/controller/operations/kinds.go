@@ -35,8 +35,8 @@ type kindSpec[T object] struct {
 	Informer func(citainformers.Interface) cache.SharedIndexInformer
 	// Reads are the informers of other kinds its hooks read (a Restore its
 	// Backup or Snapshot): started and awaited with the kind's own.
-	Reads    []func(citainformers.Interface) cache.SharedIndexInformer
-	Client   func(c citaclient.CitacloudV1Interface, namespace string) crClient[T]
+	Reads  []func(citainformers.Interface) cache.SharedIndexInformer
+	Client func(c citaclient.CitacloudV1Interface, namespace string) crClient[T]
 	// Operation maps a CR onto the machine: its status, nodes and the
 	// options every kind shares (see nodeOperation).
 	Operation func(T) *operation
