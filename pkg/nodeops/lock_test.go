@@ -23,15 +23,15 @@ import (
 	"k8s.io/utils/ptr"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/nodetest"
 )
 
 var backup1 = Holder{Kind: "Backup", Name: "b1", UID: "uid-b1"}
 
 // stsWith is a cloud-config StatefulSet at replicas with annotations.
 func stsWith(replicas *int32, annotations map[string]string) *appsv1.StatefulSet {
-	s := cloudConfigSTS("node0")
+	s := nodetest.CloudConfigStatefulSet("mychain", "node0", ccShape, nodetest.Annotations(annotations))
 	s.Spec.Replicas = replicas
-	s.Annotations = annotations
 	return s
 }
 
@@ -447,12 +447,7 @@ func TestPatchWorkload(t *testing.T) {
 		get func(c *fake.Clientset) (*Workload, error)
 	}{
 		"StatefulSet": {
-			obj: func() runtime.Object {
-				s := cloudConfigSTS("node0")
-				s.Spec.Replicas = ptr.To[int32](3)
-				s.Annotations = foreign
-				return s
-			}(),
+			obj: nodetest.CloudConfigStatefulSet("mychain", "node0", ccShape, nodetest.Replicas(3), nodetest.Annotations(foreign)),
 			get: func(c *fake.Clientset) (*Workload, error) {
 				s, err := c.AppsV1().StatefulSets(ns).Get(ctx, "node0", metav1.GetOptions{})
 				if err != nil {
@@ -462,12 +457,7 @@ func TestPatchWorkload(t *testing.T) {
 			},
 		},
 		"Deployment": {
-			obj: func() runtime.Object {
-				d := pythonDeployment("mychain", "node1")
-				d.Spec.Replicas = ptr.To[int32](3)
-				d.Annotations = foreign
-				return d
-			}(),
+			obj: nodetest.PythonDeployment("mychain", "node1", pyShape, nodetest.Replicas(3), nodetest.Annotations(foreign)),
 			get: func(c *fake.Clientset) (*Workload, error) {
 				d, err := c.AppsV1().Deployments(ns).Get(ctx, "node1", metav1.GetOptions{})
 				if err != nil {
@@ -535,7 +525,7 @@ func TestPatchWorkload(t *testing.T) {
 func TestPatchWorkloadErrors(t *testing.T) {
 	ctx := context.Background()
 	c := fake.NewClientset()
-	w := StatefulSetWorkload(cloudConfigSTS("node0"))
+	w := StatefulSetWorkload(nodetest.CloudConfigStatefulSet("mychain", "node0", ccShape))
 	w.Kind = "DaemonSet"
 	_, err := PatchWorkload(ctx, c, w, ns, ReleasePatch(w))
 	if err == nil || !strings.Contains(err.Error(), `unknown workload kind "DaemonSet"`) {
@@ -546,8 +536,8 @@ func TestPatchWorkloadErrors(t *testing.T) {
 	}
 
 	for name, w := range map[string]*Workload{
-		"StatefulSet": StatefulSetWorkload(cloudConfigSTS("node0")),
-		"Deployment":  DeploymentWorkload(pythonDeployment("mychain", "node1")),
+		"StatefulSet": StatefulSetWorkload(nodetest.CloudConfigStatefulSet("mychain", "node0", ccShape)),
+		"Deployment":  DeploymentWorkload(nodetest.PythonDeployment("mychain", "node1", pyShape)),
 	} {
 		t.Run("missing "+name, func(t *testing.T) {
 			if _, err := PatchWorkload(ctx, c, w, ns, ReleasePatch(w)); !apierrors.IsNotFound(err) {

@@ -13,6 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/nodetest"
 )
 
 // TestCheckWritable: another writer of a node's workload is refused, with
@@ -20,9 +21,7 @@ import (
 // workloads the operations themselves see as held.
 func TestCheckWritable(t *testing.T) {
 	deployment := func(annotations map[string]string) metav1.Object {
-		d := pythonDeployment("mychain", "node1")
-		d.Annotations = annotations
-		return d
+		return nodetest.PythonDeployment("mychain", "node1", pyShape, nodetest.Annotations(annotations))
 	}
 	sts := func(annotations map[string]string) metav1.Object { return stsWith(ptr.To[int32](0), annotations) }
 	tests := map[string]struct {
@@ -105,7 +104,7 @@ func TestCheckWritableAcrossLockAndRelease(t *testing.T) {
 			},
 		},
 		"Deployment": {
-			obj: pythonDeployment("mychain", "node1"),
+			obj: nodetest.PythonDeployment("mychain", "node1", pyShape),
 			read: func(c *fake.Clientset) (metav1.Object, *Workload) {
 				d, err := c.AppsV1().Deployments(ns).Get(ctx, "node1", metav1.GetOptions{})
 				if err != nil {

@@ -14,6 +14,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/nodetest"
 )
 
 // located is what an operation reads from a located node.
@@ -63,7 +64,7 @@ func TestLocate(t *testing.T) {
 		want   located
 	}{
 		"cloud-config: claim template, node root at the claim's root, config and account ConfigMaps": {
-			objs:   []runtime.Object{cloudConfigSTS("node0"), dataPVC("datadir-node0-0", "10Gi")},
+			objs:   []runtime.Object{nodetest.CloudConfigStatefulSet("mychain", "node0", ccShape), nodetest.CloudConfigPVC("node0", inNS)},
 			target: cloudTarget("node0"),
 			want: located{
 				Key: "StatefulSet/node0", Kind: "StatefulSet", Replicas: 1,
@@ -74,8 +75,8 @@ func TestLocate(t *testing.T) {
 			},
 		},
 		"cloud-config: capacity preferred over request": {
-			objs: []runtime.Object{cloudConfigSTS("node0"), func() *corev1.PersistentVolumeClaim {
-				p := dataPVC("datadir-node0-0", "10Gi")
+			objs: []runtime.Object{nodetest.CloudConfigStatefulSet("mychain", "node0", ccShape), func() *corev1.PersistentVolumeClaim {
+				p := nodetest.CloudConfigPVC("node0", inNS)
 				p.Status.Capacity[corev1.ResourceStorage] = resource.MustParse("12Gi")
 				return p
 			}()},
@@ -89,14 +90,13 @@ func TestLocate(t *testing.T) {
 		},
 		"cloud-config: pending claim without capacity or class: request, no class, no access modes": {
 			objs: []runtime.Object{func() *appsv1.StatefulSet {
-				s := cloudConfigSTS("node0")
+				s := nodetest.CloudConfigStatefulSet("mychain", "node0", ccShape)
 				s.Spec.Replicas = nil // the apiserver default: one replica
 				s.Spec.Template.Spec.Volumes = nil
 				return s
 			}(), func() *corev1.PersistentVolumeClaim {
-				p := dataPVC("datadir-node0-0", "5Gi")
+				p := nodetest.CloudConfigPVC("node0", inNS, nodetest.Size("5Gi"), nodetest.StorageClass(""))
 				p.Status = corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimPending}
-				p.Spec.StorageClassName = nil
 				p.Spec.AccessModes = nil
 				return p
 			}()},
@@ -109,17 +109,10 @@ func TestLocate(t *testing.T) {
 			},
 		},
 		"cloud-config: datadir as a PVC volume mounted at a subPath": {
-			objs: []runtime.Object{func() *appsv1.StatefulSet {
-				s := cloudConfigSTS("node0")
-				s.Spec.Replicas = ptr.To[int32](0)
-				s.Spec.VolumeClaimTemplates = nil
-				s.Spec.Template.Spec.Volumes = append(s.Spec.Template.Spec.Volumes, corev1.Volume{Name: DataVolume,
-					VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "shared"}}})
-				for i := range s.Spec.Template.Spec.Containers {
-					s.Spec.Template.Spec.Containers[i].VolumeMounts[0].SubPath = "node0-root"
-				}
-				return s
-			}(), dataPVC("shared", "1Gi")},
+			objs: []runtime.Object{
+				nodetest.CloudConfigStatefulSet("mychain", "node0", ccShape, nodetest.Stopped(), nodetest.Claim("shared"), nodetest.SubPath("node0-root")),
+				nodetest.PVC("shared", inNS, nodetest.Size("1Gi")),
+			},
 			target: cloudTarget("node0"),
 			want: located{
 				Key: "StatefulSet/node0", Kind: "StatefulSet", Replicas: 0,
@@ -129,7 +122,7 @@ func TestLocate(t *testing.T) {
 			},
 		},
 		"helm: chain StatefulSet, shared claim, subPathExpr $(POD_NAME) is the node name": {
-			objs:   append([]runtime.Object{helmSTS("mychain", 3), dataPVC("mychain-data", "50Gi")}, helmPods("mychain", 3)...),
+			objs:   append([]runtime.Object{nodetest.HelmStatefulSet("mychain", 3, helmShape), nodetest.HelmPVC("mychain", inNS)}, nodetest.HelmPods("mychain", 3, inNS)...),
 			target: helmTarget("mychain", "mychain-1"),
 			want: located{
 				Key: "StatefulSet/mychain", Kind: "StatefulSet", Replicas: 3,
@@ -138,11 +131,7 @@ func TestLocate(t *testing.T) {
 			},
 		},
 		"helm: subPathExpr with a directory around $(POD_NAME)": {
-			objs: []runtime.Object{func() *appsv1.StatefulSet {
-				s := helmSTS("mychain", 3)
-				s.Spec.Template.Spec.Containers[0].VolumeMounts[0].SubPathExpr = "nodes/$(POD_NAME)/root"
-				return s
-			}(), dataPVC("mychain-data", "50Gi")},
+			objs:   []runtime.Object{nodetest.HelmStatefulSet("mychain", 3, helmShape, nodetest.SubPathExpr("nodes/$(POD_NAME)/root")), nodetest.HelmPVC("mychain", inNS)},
 			target: helmTarget("mychain", "mychain-2"),
 			want: located{
 				Key: "StatefulSet/mychain", Kind: "StatefulSet", Replicas: 3,
@@ -151,11 +140,7 @@ func TestLocate(t *testing.T) {
 			},
 		},
 		"helm: literal subPath is used as written": {
-			objs: []runtime.Object{func() *appsv1.StatefulSet {
-				s := helmSTS("mychain", 3)
-				s.Spec.Template.Spec.Containers[0].VolumeMounts[0] = corev1.VolumeMount{Name: DataVolume, MountPath: "/data", SubPath: "fixed"}
-				return s
-			}(), dataPVC("mychain-data", "50Gi")},
+			objs:   []runtime.Object{nodetest.HelmStatefulSet("mychain", 3, helmShape, nodetest.SubPath("fixed")), nodetest.HelmPVC("mychain", inNS)},
 			target: helmTarget("mychain", "mychain-0"),
 			want: located{
 				Key: "StatefulSet/mychain", Kind: "StatefulSet", Replicas: 3,
@@ -164,11 +149,7 @@ func TestLocate(t *testing.T) {
 			},
 		},
 		"helm: no subPath: the directory named after the node": {
-			objs: []runtime.Object{func() *appsv1.StatefulSet {
-				s := helmSTS("mychain", 3)
-				s.Spec.Template.Spec.Containers[0].VolumeMounts[0] = corev1.VolumeMount{Name: DataVolume, MountPath: "/data"}
-				return s
-			}(), dataPVC("mychain-data", "50Gi")},
+			objs:   []runtime.Object{nodetest.HelmStatefulSet("mychain", 3, helmShape, nodetest.SubPath("")), nodetest.HelmPVC("mychain", inNS)},
 			target: helmTarget("mychain", "mychain-0"),
 			want: located{
 				Key: "StatefulSet/mychain", Kind: "StatefulSet", Replicas: 3,
@@ -177,7 +158,7 @@ func TestLocate(t *testing.T) {
 			},
 		},
 		"python: Deployment, chain claim at the node's subPath": {
-			objs:   []runtime.Object{pythonDeployment("mychain", "node1"), dataPVC("mychain-pvc", "20Gi")},
+			objs:   []runtime.Object{nodetest.PythonDeployment("mychain", "node1", pyShape), nodetest.PythonPVC("mychain", "node1", inNS)},
 			target: pythonTarget("mychain", "node1"),
 			want: located{
 				Key: "Deployment/node1", Kind: "Deployment", Replicas: 1,
@@ -187,14 +168,10 @@ func TestLocate(t *testing.T) {
 		},
 		"python: no subPath is the claim's root; no chain label is accepted": {
 			objs: []runtime.Object{func() *appsv1.Deployment {
-				d := pythonDeployment("mychain", "node1")
+				d := nodetest.PythonDeployment("mychain", "node1", pyShape, nodetest.Replicas(2), nodetest.SubPath(""))
 				delete(d.Labels, PythonChainLabel)
-				d.Spec.Replicas = ptr.To[int32](2)
-				for i := range d.Spec.Template.Spec.Containers {
-					d.Spec.Template.Spec.Containers[i].VolumeMounts[0].SubPath = ""
-				}
 				return d
-			}(), dataPVC("mychain-pvc", "20Gi")},
+			}(), nodetest.PythonPVC("mychain", "node1", inNS)},
 			target: pythonTarget("mychain", "node1"),
 			want: located{
 				Key: "Deployment/node1", Kind: "Deployment", Replicas: 2,
@@ -236,34 +213,31 @@ func TestLocateInvalid(t *testing.T) {
 			want:   []string{"node StatefulSet chains/node0 does not exist"},
 		},
 		"cloud-config: a Deployment where a StatefulSet is expected": {
-			objs:   []runtime.Object{pythonDeployment("mychain", "node0")},
+			objs:   []runtime.Object{nodetest.PythonDeployment("mychain", "node0", pyShape)},
 			target: cloudTarget("node0"),
 			want:   []string{"node chains/node0 is a Deployment, not a StatefulSet", "deployMethod"},
 		},
 		"cloud-config: whenScaled Delete would delete the data": {
-			objs: []runtime.Object{func() *appsv1.StatefulSet {
-				s := cloudConfigSTS("node0")
-				s.Spec.PersistentVolumeClaimRetentionPolicy = &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{
-					WhenDeleted: appsv1.RetainPersistentVolumeClaimRetentionPolicyType,
-					WhenScaled:  appsv1.DeletePersistentVolumeClaimRetentionPolicyType,
-				}
-				return s
-			}(), dataPVC("datadir-node0-0", "10Gi")},
+			objs: []runtime.Object{
+				nodetest.CloudConfigStatefulSet("mychain", "node0", ccShape,
+					nodetest.PVCRetention(appsv1.RetainPersistentVolumeClaimRetentionPolicyType, appsv1.DeletePersistentVolumeClaimRetentionPolicyType)),
+				nodetest.CloudConfigPVC("node0", inNS),
+			},
 			target: cloudTarget("node0"),
 			want:   []string{"StatefulSet chains/node0", "whenScaled: Delete"},
 		},
 		"cloud-config: invalid selector": {
 			objs: []runtime.Object{func() *appsv1.StatefulSet {
-				s := cloudConfigSTS("node0")
+				s := nodetest.CloudConfigStatefulSet("mychain", "node0", ccShape)
 				s.Spec.Selector.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Near"}}
 				return s
-			}(), dataPVC("datadir-node0-0", "10Gi")},
+			}(), nodetest.CloudConfigPVC("node0", inNS)},
 			target: cloudTarget("node0"),
 			want:   []string{"StatefulSet chains/node0 has an invalid selector"},
 		},
 		"cloud-config: no datadir volume": {
 			objs: []runtime.Object{func() *appsv1.StatefulSet {
-				s := cloudConfigSTS("node0")
+				s := nodetest.CloudConfigStatefulSet("mychain", "node0", ccShape)
 				s.Spec.VolumeClaimTemplates[0].Name = "data"
 				return s
 			}()},
@@ -272,7 +246,7 @@ func TestLocateInvalid(t *testing.T) {
 		},
 		"cloud-config: datadir is not a PVC": {
 			objs: []runtime.Object{func() *appsv1.StatefulSet {
-				s := cloudConfigSTS("node0")
+				s := nodetest.CloudConfigStatefulSet("mychain", "node0", ccShape)
 				s.Spec.VolumeClaimTemplates = nil
 				s.Spec.Template.Spec.Volumes = append(s.Spec.Template.Spec.Volumes, corev1.Volume{Name: DataVolume,
 					VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
@@ -283,17 +257,17 @@ func TestLocateInvalid(t *testing.T) {
 		},
 		"cloud-config: no container mounts datadir": {
 			objs: []runtime.Object{func() *appsv1.StatefulSet {
-				s := cloudConfigSTS("node0")
+				s := nodetest.CloudConfigStatefulSet("mychain", "node0", ccShape)
 				for i := range s.Spec.Template.Spec.Containers {
 					s.Spec.Template.Spec.Containers[i].VolumeMounts = nil
 				}
 				return s
-			}(), dataPVC("datadir-node0-0", "10Gi")},
+			}(), nodetest.CloudConfigPVC("node0", inNS)},
 			target: cloudTarget("node0"),
 			want:   []string{`StatefulSet/node0: no container mounts the "datadir" volume`},
 		},
 		"cloud-config: data PVC missing": {
-			objs:   []runtime.Object{cloudConfigSTS("node0")},
+			objs:   []runtime.Object{nodetest.CloudConfigStatefulSet("mychain", "node0", ccShape)},
 			target: cloudTarget("node0"),
 			want:   []string{"data PVC chains/datadir-node0-0 does not exist"},
 		},
@@ -302,27 +276,23 @@ func TestLocateInvalid(t *testing.T) {
 			want:   []string{"chain StatefulSet chains/mychain does not exist"},
 		},
 		"helm: the chain is a Deployment": {
-			objs:   []runtime.Object{pythonDeployment("mychain", "mychain")},
+			objs:   []runtime.Object{nodetest.PythonDeployment("mychain", "mychain", pyShape)},
 			target: helmTarget("mychain", "mychain-0"),
 			want:   []string{"chain chains/mychain is a Deployment, not a StatefulSet"},
 		},
 		"helm: node not named <chain>-<i>": {
-			objs:   []runtime.Object{helmSTS("mychain", 3), dataPVC("mychain-data", "50Gi")},
+			objs:   []runtime.Object{nodetest.HelmStatefulSet("mychain", 3, helmShape), nodetest.HelmPVC("mychain", inNS)},
 			target: helmTarget("mychain", "node0"),
 			want:   []string{`node "node0" is not a pod of the chain's StatefulSet mychain`, "mychain-<ordinal>"},
 		},
 		"helm: whenScaled Delete": {
-			objs: []runtime.Object{func() *appsv1.StatefulSet {
-				s := helmSTS("mychain", 3)
-				s.Spec.PersistentVolumeClaimRetentionPolicy = &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{WhenScaled: appsv1.DeletePersistentVolumeClaimRetentionPolicyType}
-				return s
-			}()},
+			objs:   []runtime.Object{nodetest.HelmStatefulSet("mychain", 3, helmShape, nodetest.PVCRetention("", appsv1.DeletePersistentVolumeClaimRetentionPolicyType))},
 			target: helmTarget("mychain", "mychain-0"),
 			want:   []string{"StatefulSet chains/mychain", "whenScaled: Delete"},
 		},
 		"helm: no datadir volume": {
 			objs: []runtime.Object{func() *appsv1.StatefulSet {
-				s := helmSTS("mychain", 3)
+				s := nodetest.HelmStatefulSet("mychain", 3, helmShape)
 				s.Spec.Template.Spec.Volumes[0].Name = "data"
 				return s
 			}()},
@@ -331,17 +301,17 @@ func TestLocateInvalid(t *testing.T) {
 		},
 		"helm: no container mounts datadir": {
 			objs: []runtime.Object{func() *appsv1.StatefulSet {
-				s := helmSTS("mychain", 3)
+				s := nodetest.HelmStatefulSet("mychain", 3, helmShape)
 				for i := range s.Spec.Template.Spec.Containers {
 					s.Spec.Template.Spec.Containers[i].VolumeMounts[0].Name = "other"
 				}
 				return s
-			}(), dataPVC("mychain-data", "50Gi")},
+			}(), nodetest.HelmPVC("mychain", inNS)},
 			target: helmTarget("mychain", "mychain-0"),
 			want:   []string{`StatefulSet/mychain: no container mounts the "datadir" volume`},
 		},
 		"helm: data PVC missing": {
-			objs:   []runtime.Object{helmSTS("mychain", 3)},
+			objs:   []runtime.Object{nodetest.HelmStatefulSet("mychain", 3, helmShape)},
 			target: helmTarget("mychain", "mychain-0"),
 			want:   []string{"data PVC chains/mychain-data does not exist"},
 		},
@@ -350,18 +320,18 @@ func TestLocateInvalid(t *testing.T) {
 			want:   []string{"node Deployment chains/node1 does not exist"},
 		},
 		"python: a StatefulSet where a Deployment is expected": {
-			objs:   []runtime.Object{cloudConfigSTS("node1"), dataPVC("datadir-node1-0", "10Gi")},
+			objs:   []runtime.Object{nodetest.CloudConfigStatefulSet("mychain", "node1", ccShape), nodetest.CloudConfigPVC("node1", inNS)},
 			target: pythonTarget("mychain", "node1"),
 			want:   []string{"node chains/node1 is a StatefulSet, not a Deployment", "deployMethod"},
 		},
 		"python: Deployment of another chain": {
-			objs:   []runtime.Object{pythonDeployment("otherchain", "node1"), dataPVC("otherchain-pvc", "20Gi")},
+			objs:   []runtime.Object{nodetest.PythonDeployment("otherchain", "node1", pyShape), nodetest.PythonPVC("otherchain", "node1", inNS)},
 			target: pythonTarget("mychain", "node1"),
 			want:   []string{`Deployment chains/node1 belongs to chain "otherchain", not "mychain"`},
 		},
 		"python: invalid selector": {
 			objs: []runtime.Object{func() *appsv1.Deployment {
-				d := pythonDeployment("mychain", "node1")
+				d := nodetest.PythonDeployment("mychain", "node1", pyShape)
 				d.Spec.Selector.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Near"}}
 				return d
 			}()},
@@ -370,7 +340,7 @@ func TestLocateInvalid(t *testing.T) {
 		},
 		"python: datadir is not a PVC": {
 			objs: []runtime.Object{func() *appsv1.Deployment {
-				d := pythonDeployment("mychain", "node1")
+				d := nodetest.PythonDeployment("mychain", "node1", pyShape)
 				d.Spec.Template.Spec.Volumes[0].VolumeSource = corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/srv"}}
 				return d
 			}()},
@@ -379,7 +349,7 @@ func TestLocateInvalid(t *testing.T) {
 		},
 		"python: no container mounts datadir": {
 			objs: []runtime.Object{func() *appsv1.Deployment {
-				d := pythonDeployment("mychain", "node1")
+				d := nodetest.PythonDeployment("mychain", "node1", pyShape)
 				for i := range d.Spec.Template.Spec.Containers {
 					d.Spec.Template.Spec.Containers[i].VolumeMounts = nil
 				}
@@ -389,7 +359,7 @@ func TestLocateInvalid(t *testing.T) {
 			want:   []string{`Deployment/node1: no container mounts the "datadir" volume`},
 		},
 		"python: data PVC missing": {
-			objs:   []runtime.Object{pythonDeployment("mychain", "node1")},
+			objs:   []runtime.Object{nodetest.PythonDeployment("mychain", "node1", pyShape)},
 			target: pythonTarget("mychain", "node1"),
 			want:   []string{"data PVC chains/mychain-pvc does not exist"},
 		},
@@ -419,7 +389,7 @@ func TestLocateInvalid(t *testing.T) {
 // A cache that fails is not bad input: the error is passed on as it is, so
 // the operation is retried instead of failed.
 func TestLocateCacheError(t *testing.T) {
-	l := newListers(t, cloudConfigSTS("node0"))
+	l := newListers(t, nodetest.CloudConfigStatefulSet("mychain", "node0", ccShape))
 	l.PVCs = errPVCLister{}
 	_, err := Locate(l, cloudTarget("node0"))
 	if !errors.Is(err, errCache) {
@@ -440,7 +410,7 @@ func TestLocateHelmNodeNameNotAnOrdinal(t *testing.T) {
 	}
 	for name, node := range tests {
 		t.Run(name, func(t *testing.T) {
-			objs := append([]runtime.Object{helmSTS("mychain", 3), dataPVC("mychain-data", "50Gi")}, helmPods("mychain", 3)...)
+			objs := append([]runtime.Object{nodetest.HelmStatefulSet("mychain", 3, helmShape), nodetest.HelmPVC("mychain", inNS)}, nodetest.HelmPods("mychain", 3, inNS)...)
 			_, err := Locate(newListers(t, objs...), helmTarget("mychain", node))
 			if invalidReason(err) == "" {
 				t.Fatalf("Locate(%q) error = %v, want an *InvalidError", node, err)
@@ -453,10 +423,10 @@ func TestLocateHelmNodeNameNotAnOrdinal(t *testing.T) {
 // its own PVC datadir-<chain>-<ordinal>; node <chain>-2's data is not in
 // datadir-<chain>-0.
 func TestLocateHelmClaimTemplateOrdinal(t *testing.T) {
-	s := helmSTS("mychain", 3)
+	s := nodetest.HelmStatefulSet("mychain", 3, helmShape)
 	s.Spec.Template.Spec.Volumes = nil
 	s.Spec.VolumeClaimTemplates = []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: DataVolume}}}
-	objs := []runtime.Object{s, dataPVC("datadir-mychain-0", "10Gi"), dataPVC("datadir-mychain-1", "10Gi"), dataPVC("datadir-mychain-2", "10Gi")}
+	objs := []runtime.Object{s, nodetest.PVC("datadir-mychain-0", inNS), nodetest.PVC("datadir-mychain-1", inNS), nodetest.PVC("datadir-mychain-2", inNS)}
 	n, err := Locate(newListers(t, objs...), helmTarget("mychain", "mychain-2"))
 	if err != nil && invalidReason(err) == "" {
 		t.Fatalf("Locate: %v", err)
@@ -554,10 +524,10 @@ func TestWorkloadKey(t *testing.T) {
 	// Locate finds: waiting operations are indexed by one, locks taken on
 	// the other.
 	objs := append([]runtime.Object{
-		cloudConfigSTS("node0"), dataPVC("datadir-node0-0", "10Gi"),
-		helmSTS("mychain", 3), dataPVC("mychain-data", "50Gi"),
-		pythonDeployment("mychain", "node1"), dataPVC("mychain-pvc", "20Gi"),
-	}, helmPods("mychain", 3)...)
+		nodetest.CloudConfigStatefulSet("mychain", "node0", ccShape), nodetest.CloudConfigPVC("node0", inNS),
+		nodetest.HelmStatefulSet("mychain", 3, helmShape), nodetest.HelmPVC("mychain", inNS),
+		nodetest.PythonDeployment("mychain", "node1", pyShape), nodetest.PythonPVC("mychain", "node1", inNS),
+	}, nodetest.HelmPods("mychain", 3, inNS)...)
 	l := newListers(t, objs...)
 	for name, tc := range tests {
 		t.Run("Locate agrees/"+name, func(t *testing.T) {
@@ -573,23 +543,16 @@ func TestWorkloadKey(t *testing.T) {
 }
 
 func TestPodsAndMachine(t *testing.T) {
-	helmLabels := map[string]string{"app.kubernetes.io/instance": "mychain"}
-	pyLabels := map[string]string{PythonChainLabel: "mychain", PythonNodeLabel: "node1", appsv1.DefaultDeploymentUniqueLabelKey: "5d8f7c"}
 	terminating := func(p *corev1.Pod) *corev1.Pod {
 		p.DeletionTimestamp = &metav1.Time{}
 		p.Status.Phase = corev1.PodRunning
 		return p
 	}
-	unscheduled := func(p *corev1.Pod) *corev1.Pod {
-		p.Spec.NodeName = ""
-		p.Status.Phase = corev1.PodPending
-		return p
-	}
-	inNamespace := func(p *corev1.Pod, namespace string) *corev1.Pod { p.Namespace = namespace; return p }
+	unscheduled := nodetest.Machine("")
 	base := []runtime.Object{
-		cloudConfigSTS("node0"), dataPVC("datadir-node0-0", "10Gi"),
-		helmSTS("mychain", 3), dataPVC("mychain-data", "50Gi"),
-		pythonDeployment("mychain", "node1"), dataPVC("mychain-pvc", "20Gi"),
+		nodetest.CloudConfigStatefulSet("mychain", "node0", ccShape), nodetest.CloudConfigPVC("node0", inNS),
+		nodetest.HelmStatefulSet("mychain", 3, helmShape), nodetest.HelmPVC("mychain", inNS),
+		nodetest.PythonDeployment("mychain", "node1", pyShape), nodetest.PythonPVC("mychain", "node1", inNS),
 	}
 	tests := map[string]struct {
 		target      Target
@@ -600,19 +563,19 @@ func TestPodsAndMachine(t *testing.T) {
 		"cloud-config: its pod": {
 			target: cloudTarget("node0"),
 			pods: []runtime.Object{
-				nodePod("node0-0", map[string]string{"app.kubernetes.io/name": "node0"}, "machine-a"),
-				nodePod("node00-0", map[string]string{"app.kubernetes.io/name": "node00"}, "machine-b"),
+				nodetest.CloudConfigPod("mychain", "node0", inNS, nodetest.Machine("machine-a")),
+				nodetest.CloudConfigPod("mychain", "node00", inNS, nodetest.Machine("machine-b")),
 			},
 			wantPods: []string{"node0-0"}, wantMachine: "machine-a",
 		},
 		"cloud-config: a terminating pod still counts": {
 			target:   cloudTarget("node0"),
-			pods:     []runtime.Object{terminating(nodePod("node0-0", map[string]string{"app.kubernetes.io/name": "node0"}, "machine-a"))},
+			pods:     []runtime.Object{terminating(nodetest.CloudConfigPod("mychain", "node0", inNS, nodetest.Machine("machine-a")))},
 			wantPods: []string{"node0-0"}, wantMachine: "machine-a",
 		},
 		"cloud-config: unscheduled pod: no machine": {
 			target:   cloudTarget("node0"),
-			pods:     []runtime.Object{unscheduled(nodePod("node0-0", map[string]string{"app.kubernetes.io/name": "node0"}, "machine-a"))},
+			pods:     []runtime.Object{nodetest.CloudConfigPod("mychain", "node0", inNS, unscheduled)},
 			wantPods: []string{"node0-0"},
 		},
 		"cloud-config: stopped: no pods, no machine": {
@@ -620,26 +583,26 @@ func TestPodsAndMachine(t *testing.T) {
 		},
 		"helm: only the node's own pod counts": {
 			target: helmTarget("mychain", "mychain-1"),
-			pods: append(helmPods("mychain", 3),
-				inNamespace(nodePod("mychain-1", helmLabels, "machine-other-ns"), "elsewhere")),
+			pods: append(nodetest.HelmPods("mychain", 3, inNS),
+				nodetest.HelmPod("mychain", 1, nodetest.Namespace("elsewhere"), nodetest.Machine("machine-other-ns"))),
 			wantPods: []string{"mychain-1"}, wantMachine: "machine-1",
 		},
 		"helm: the node's pod is gone, its siblings are not": {
 			target:   helmTarget("mychain", "mychain-2"),
-			pods:     helmPods("mychain", 2),
+			pods:     nodetest.HelmPods("mychain", 2, inNS),
 			wantPods: nil,
 		},
 		"helm: terminating own pod counts": {
 			target:   helmTarget("mychain", "mychain-0"),
-			pods:     []runtime.Object{terminating(nodePod("mychain-0", helmLabels, "machine-0")), nodePod("mychain-1", helmLabels, "machine-1")},
+			pods:     []runtime.Object{terminating(nodetest.HelmPod("mychain", 0, inNS, nodetest.Machine("machine-0"))), nodetest.HelmPod("mychain", 1, inNS, nodetest.Machine("machine-1"))},
 			wantPods: []string{"mychain-0"}, wantMachine: "machine-0",
 		},
 		"python: pods of the Deployment, an unscheduled one skipped for the machine": {
 			target: pythonTarget("mychain", "node1"),
 			pods: []runtime.Object{
-				unscheduled(nodePod("node1-5d8f7c-aaaaa", pyLabels, "")),
-				terminating(nodePod("node1-5d8f7c-bbbbb", pyLabels, "machine-c")),
-				nodePod("node2-6e9a8d-ccccc", map[string]string{PythonChainLabel: "mychain", PythonNodeLabel: "node2"}, "machine-d"),
+				nodetest.PythonPod("mychain", "node1", "aaaaa", inNS, unscheduled),
+				terminating(nodetest.PythonPod("mychain", "node1", "bbbbb", inNS, nodetest.Machine("machine-c"))),
+				nodetest.PythonPod("mychain", "node2", "ccccc", inNS, nodetest.Machine("machine-d")),
 			},
 			wantPods: []string{"node1-5d8f7c-aaaaa", "node1-5d8f7c-bbbbb"}, wantMachine: "machine-c",
 		},
@@ -740,9 +703,9 @@ func TestCheckConfig(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			l := newListers(t, cloudConfigSTS("node0"), dataPVC("datadir-node0-0", "10Gi"),
-				pythonDeployment("mychain", "node1"), dataPVC("mychain-pvc", "20Gi"),
-				helmSTS("mychain", 1), dataPVC("mychain-data", "50Gi"))
+			l := newListers(t, nodetest.CloudConfigStatefulSet("mychain", "node0", ccShape), nodetest.CloudConfigPVC("node0", inNS),
+				nodetest.PythonDeployment("mychain", "node1", pyShape), nodetest.PythonPVC("mychain", "node1", inNS),
+				nodetest.HelmStatefulSet("mychain", 1, helmShape), nodetest.HelmPVC("mychain", inNS))
 			n, err := Locate(l, tc.target)
 			if err != nil {
 				t.Fatal(err)
@@ -773,14 +736,14 @@ func TestCheckConfig(t *testing.T) {
 }
 
 func TestWorkloadWrappers(t *testing.T) {
-	s := cloudConfigSTS("node0")
+	s := nodetest.CloudConfigStatefulSet("mychain", "node0", ccShape)
 	s.Spec.Replicas = nil
 	s.Spec.Selector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Near"}}}
 	w := StatefulSetWorkload(s)
 	if w.Selector != nil || w.Replicas != 1 || w.Key() != "StatefulSet/node0" || w.Object != s || len(w.ClaimTemplates) != 1 {
 		t.Errorf("StatefulSetWorkload = %+v, want nil selector, 1 replica, key StatefulSet/node0, the object and its claim template", w)
 	}
-	d := pythonDeployment("mychain", "node1")
+	d := nodetest.PythonDeployment("mychain", "node1", pyShape)
 	d.Spec.Replicas = ptr.To[int32](4)
 	dw := DeploymentWorkload(d)
 	if dw.Selector == nil || dw.Replicas != 4 || dw.Key() != "Deployment/node1" || dw.Object != d || dw.Template != &d.Spec.Template {
@@ -793,15 +756,9 @@ func TestWorkloadWrappers(t *testing.T) {
 // refuse; it must not take the claim's root, where (python) every node of
 // the chain keeps its directory.
 func TestLocateSubPathExprOutsideHelm(t *testing.T) {
-	d := pythonDeployment("mychain", "node1")
-	for i := range d.Spec.Template.Spec.Containers {
-		d.Spec.Template.Spec.Containers[i].VolumeMounts[0] = corev1.VolumeMount{Name: DataVolume, MountPath: "/data", SubPathExpr: "$(NODE_NAME)"}
-	}
-	s := cloudConfigSTS("node0")
-	for i := range s.Spec.Template.Spec.Containers {
-		s.Spec.Template.Spec.Containers[i].VolumeMounts[0] = corev1.VolumeMount{Name: DataVolume, MountPath: "/data", SubPathExpr: "$(POD_NAME)"}
-	}
-	l := newListers(t, d, dataPVC("mychain-pvc", "20Gi"), s, dataPVC("datadir-node0-0", "10Gi"))
+	d := nodetest.PythonDeployment("mychain", "node1", pyShape, nodetest.SubPathExpr("$(NODE_NAME)"))
+	s := nodetest.CloudConfigStatefulSet("mychain", "node0", ccShape, nodetest.SubPathExpr("$(POD_NAME)"))
+	l := newListers(t, d, nodetest.PythonPVC("mychain", "node1", inNS), s, nodetest.CloudConfigPVC("node0", inNS))
 	for name, target := range map[string]Target{"python": pythonTarget("mychain", "node1"), "cloud-config": cloudTarget("node0")} {
 		t.Run(name, func(t *testing.T) {
 			n, err := Locate(l, target)
