@@ -18,7 +18,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -32,7 +31,6 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2/ktesting"
 	testingclock "k8s.io/utils/clock/testing"
-	"k8s.io/utils/ptr"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
 	"github.com/cita-cloud/cita-node-operator/pkg/controller"
@@ -40,6 +38,7 @@ import (
 	citascheme "github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned/scheme"
 	citainformers "github.com/cita-cloud/cita-node-operator/pkg/generated/informers/externalversions"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/nodetest"
 )
 
 const ns = "app-rivspace"
@@ -567,123 +566,9 @@ func copyStatus(dst, src runtime.Object) {
 	}
 }
 
-// --- builders of cluster objects shaped like the deployers' output ---
-
-func dataPVC(name string, size string) *corev1.PersistentVolumeClaim {
-	return &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, ResourceVersion: "1"},
-		Spec: corev1.PersistentVolumeClaimSpec{
-			StorageClassName: ptr.To("local-path"),
-			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(size)}},
-		},
-		Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound, Capacity: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(size)}},
-	}
-}
-
-func nodeContainers(mount corev1.VolumeMount) []corev1.Container {
-	return []corev1.Container{
-		{Name: "network", Image: "citacloud/network_zenoh:v6.7.0", VolumeMounts: []corev1.VolumeMount{mount}},
-		{Name: "consensus", Image: "citacloud/consensus_raft:v6.7.0", VolumeMounts: []corev1.VolumeMount{mount}},
-		{Name: "executor", Image: "citacloud/executor_evm:v6.7.0", VolumeMounts: []corev1.VolumeMount{mount}},
-		{Name: "storage", Image: "citacloud/storage_opendal:v6.7.0", VolumeMounts: []corev1.VolumeMount{mount}},
-		{Name: "controller", Image: "citacloud/controller_hsm:v6.7.0", VolumeMounts: []corev1.VolumeMount{mount}},
-		{Name: "crypto", Image: "citacloud/crypto_sm:v6.7.0", VolumeMounts: []corev1.VolumeMount{mount}},
-	}
-}
-
-// cloudConfigNode is what cloud-config deploys for one node: a StatefulSet
-// named after it with a datadir claim template, its config and account
-// ConfigMaps, its pod and its PVC.
-func cloudConfigNode(name string, replicas int32, running bool) []runtime.Object {
-	labels := map[string]string{"app.kubernetes.io/name": name}
-	sts := &appsv1.StatefulSet{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, ResourceVersion: "1", UID: types.UID("uid-sts-" + name)},
-		Spec: appsv1.StatefulSetSpec{
-			Replicas: ptr.To(replicas),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					Containers: nodeContainers(corev1.VolumeMount{Name: "datadir", MountPath: "/data"}),
-					Volumes: []corev1.Volume{
-						{Name: "node-account", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: name + "-account"}}}},
-						{Name: "node-config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: name + "-config"}}}},
-					},
-				},
-			},
-			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "datadir"}}},
-		},
-	}
-	objs := []runtime.Object{
-		sts,
-		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name + "-config", Namespace: ns}},
-		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name + "-account", Namespace: ns}},
-		dataPVC("datadir-"+name+"-0", "10Gi"),
-	}
-	if running {
-		objs = append(objs, nodePod(name+"-0", labels, "StatefulSet", name, "machine-a"))
-	}
-	return objs
-}
-
-// helmChain is what the helm chart deploys: one StatefulSet per chain whose
-// pods are the nodes, all sharing one datadir PVC at subPathExpr $(POD_NAME).
-func helmChain(chain string, replicas int32) []runtime.Object {
-	labels := map[string]string{"app.kubernetes.io/instance": chain}
-	sts := &appsv1.StatefulSet{
-		ObjectMeta: metav1.ObjectMeta{Name: chain, Namespace: ns, ResourceVersion: "1", UID: types.UID("uid-sts-" + chain)},
-		Spec: appsv1.StatefulSetSpec{
-			Replicas: ptr.To(replicas),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					Containers: nodeContainers(corev1.VolumeMount{Name: "datadir", MountPath: "/data", SubPathExpr: "$(POD_NAME)"}),
-					Volumes:    []corev1.Volume{{Name: "datadir", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: chain + "-data"}}}},
-				},
-			},
-		},
-	}
-	objs := []runtime.Object{sts, dataPVC(chain+"-data", "50Gi")}
-	for i := range replicas {
-		objs = append(objs, nodePod(fmt.Sprintf("%s-%d", chain, i), labels, "StatefulSet", chain, "machine-b"))
-	}
-	return objs
-}
-
-// pythonNode is what the python deployer creates: a Deployment per node
-// labelled chain_name/node_name, its datadir PVC mounted at subPath <node>.
-func pythonNode(chain, name string) []runtime.Object {
-	labels := map[string]string{"chain_name": chain, "node_name": name}
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels, ResourceVersion: "1", UID: types.UID("uid-deploy-" + name)},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](1),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					Containers: nodeContainers(corev1.VolumeMount{Name: "datadir", MountPath: "/data", SubPath: name}),
-					Volumes:    []corev1.Volume{{Name: "datadir", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: chain + "-pvc"}}}},
-				},
-			},
-		},
-	}
-	podLabels := map[string]string{"chain_name": chain, "node_name": name, appsv1.DefaultDeploymentUniqueLabelKey: "5d8f7c"}
-	return []runtime.Object{d, dataPVC(chain+"-pvc", "20Gi"), nodePod(name+"-5d8f7c-abcde", podLabels, "ReplicaSet", name+"-5d8f7c", "machine-c")}
-}
-
-func nodePod(name string, labels map[string]string, ownerKind, owner, machine string) *corev1.Pod {
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: name, Namespace: ns, Labels: labels, UID: types.UID("uid-pod-" + name), ResourceVersion: "1",
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: ownerKind, Name: owner, UID: types.UID("uid-" + owner), Controller: ptr.To(true)}},
-		},
-		Spec:   corev1.PodSpec{NodeName: machine},
-		Status: corev1.PodStatus{Phase: corev1.PodRunning},
-	}
-}
+// inCluster puts the nodes' objects in the fixture's cluster: in ns, at a
+// resourceVersion, as the apiserver would have stored them.
+var inCluster = nodetest.Options(nodetest.Namespace(ns), nodetest.ResourceVersion("1"))
 
 func batchJobCondition(condType, reason, message string) batchv1.JobCondition {
 	return batchv1.JobCondition{Type: batchv1.JobConditionType(condType), Status: corev1.ConditionTrue, Reason: reason, Message: message}

@@ -17,6 +17,7 @@ import (
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/nodetest"
 )
 
 // deployment of one node for each deploy method, named so that the
@@ -38,19 +39,19 @@ func deployments() []deployed {
 	return []deployed{
 		{
 			method: citav1.DeployMethodCloudConfig, chain: "test-chain", node: "test-chain-node0",
-			objects:  cloudConfigNode("test-chain-node0", 1, true),
+			objects:  nodetest.CloudConfigNode("test-chain", "test-chain-node0", inCluster),
 			workload: "statefulsets test-chain-node0", replicas: 1, pod: "test-chain-node0-0",
 			claim: "datadir-test-chain-node0-0", configMap: "test-chain-node0-config",
 		},
 		{
 			method: citav1.DeployMethodHelm, chain: "helm-chain", node: "helm-chain-1",
-			objects:  helmChain("helm-chain", 3),
+			objects:  nodetest.HelmChain("helm-chain", 3, inCluster),
 			workload: "statefulsets helm-chain", replicas: 3, pod: "helm-chain-1",
 			claim: "helm-chain-data", subPath: "helm-chain-1",
 		},
 		{
 			method: citav1.DeployMethodPython, chain: "py-chain", node: "py-node0",
-			objects:  pythonNode("py-chain", "py-node0"),
+			objects:  nodetest.PythonNode("py-chain", "py-node0", inCluster),
 			workload: "deployments py-node0", replicas: 1, pod: "py-node0-5d8f7c-abcde",
 			claim: "py-chain-pvc", subPath: "py-node0",
 		},
@@ -126,7 +127,7 @@ func jobKinds() []jobKind {
 				b := &citav1.Backup{ObjectMeta: meta0("old-backup"), Spec: citav1.BackupSpec{NodeTarget: nodeTarget(d)}}
 				b.Status.Status = citav1.PhaseComplete
 				b.Status.PVC = "old-backup"
-				return []runtime.Object{b, dataPVC("old-backup", "10Gi")}
+				return []runtime.Object{b, nodetest.PVC("old-backup", inCluster)}
 			},
 			result: jobargs.Result{Op: jobargs.OpRestore, Bytes: 3 << 20, Files: 42, Verified: ptr.To(true)},
 			claim:  "old-backup",

@@ -11,6 +11,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/nodetest"
 )
 
 // edit returns the objects with the first of type T changed by fn.
@@ -49,7 +50,7 @@ func completeBackup(name, chain string, phase citav1.Phase) []runtime.Object {
 	b := &citav1.Backup{ObjectMeta: meta0(name), Spec: citav1.BackupSpec{NodeTarget: citav1.NodeTarget{Chain: chain, Node: "x", DeployMethod: citav1.DeployMethodCloudConfig}}}
 	b.Status.Status = phase
 	b.Status.PVC = name
-	return []runtime.Object{b, dataPVC(name, "10Gi")}
+	return []runtime.Object{b, nodetest.PVC(name, inCluster)}
 }
 
 // TestBadInputTouchesNothing: each case ends Failed with a reason naming
@@ -71,38 +72,38 @@ func TestBadInputTouchesNothing(t *testing.T) {
 			want: "node StatefulSet app-rivspace/test-chain-node0 does not exist",
 		},
 		"helm chain StatefulSet missing": {
-			cr: fallbackOn(helm), objects: pythonNode("py-chain", "py-node0"),
+			cr: fallbackOn(helm), objects: nodetest.PythonNode("py-chain", "py-node0", inCluster),
 			want: "chain StatefulSet app-rivspace/helm-chain does not exist",
 		},
 		"python Deployment missing": {
-			cr: fallbackOn(py), objects: cloudConfigNode("test-chain-node0", 1, true),
+			cr: fallbackOn(py), objects: nodetest.CloudConfigNode("test-chain", "test-chain-node0", inCluster),
 			want: "node Deployment app-rivspace/py-node0 does not exist",
 		},
 		"cloud-config pointing at a Deployment": {
-			cr: fallbackOn(deployed{method: citav1.DeployMethodCloudConfig, chain: "py-chain", node: "py-node0"}), objects: pythonNode("py-chain", "py-node0"),
+			cr: fallbackOn(deployed{method: citav1.DeployMethodCloudConfig, chain: "py-chain", node: "py-node0"}), objects: nodetest.PythonNode("py-chain", "py-node0", inCluster),
 			want: "is a Deployment, not a StatefulSet: check deployMethod",
 		},
 		"python pointing at a StatefulSet": {
-			cr: fallbackOn(deployed{method: citav1.DeployMethodPython, chain: "test-chain", node: "test-chain-node0"}), objects: cloudConfigNode("test-chain-node0", 1, true),
+			cr: fallbackOn(deployed{method: citav1.DeployMethodPython, chain: "test-chain", node: "test-chain-node0"}), objects: nodetest.CloudConfigNode("test-chain", "test-chain-node0", inCluster),
 			want: "is a StatefulSet, not a Deployment: check deployMethod",
 		},
 		"no datadir volume": {
 			cr: fallbackOn(cc),
-			objects: edit(cloudConfigNode("test-chain-node0", 1, true), func(s *appsv1.StatefulSet) {
+			objects: edit(nodetest.CloudConfigNode("test-chain", "test-chain-node0", inCluster), func(s *appsv1.StatefulSet) {
 				s.Spec.VolumeClaimTemplates = nil
 			}),
 			want: `StatefulSet/test-chain-node0 has no "datadir" volume`,
 		},
 		"datadir is not a PVC": {
 			cr: fallbackOn(py),
-			objects: edit(pythonNode("py-chain", "py-node0"), func(d *appsv1.Deployment) {
+			objects: edit(nodetest.PythonNode("py-chain", "py-node0", inCluster), func(d *appsv1.Deployment) {
 				d.Spec.Template.Spec.Volumes[0].VolumeSource = corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}
 			}),
 			want: `volume "datadir" is not a PersistentVolumeClaim`,
 		},
 		"no container mounts datadir": {
 			cr: fallbackOn(helm),
-			objects: edit(helmChain("helm-chain", 3), func(s *appsv1.StatefulSet) {
+			objects: edit(nodetest.HelmChain("helm-chain", 3, inCluster), func(s *appsv1.StatefulSet) {
 				for i := range s.Spec.Template.Spec.Containers {
 					s.Spec.Template.Spec.Containers[i].VolumeMounts = nil
 				}
@@ -110,63 +111,62 @@ func TestBadInputTouchesNothing(t *testing.T) {
 			want: `no container mounts the "datadir" volume`,
 		},
 		"data PVC missing": {
-			cr: fallbackOn(cc), objects: without(cloudConfigNode("test-chain-node0", 1, true), named("datadir-test-chain-node0-0")),
+			cr: fallbackOn(cc), objects: without(nodetest.CloudConfigNode("test-chain", "test-chain-node0", inCluster), named("datadir-test-chain-node0-0")),
 			want: "data PVC app-rivspace/datadir-test-chain-node0-0 does not exist",
 		},
 		"config ConfigMap missing": {
-			cr: fallbackOn(cc), objects: without(cloudConfigNode("test-chain-node0", 1, true), named("test-chain-node0-config")),
+			cr: fallbackOn(cc), objects: without(nodetest.CloudConfigNode("test-chain", "test-chain-node0", inCluster), named("test-chain-node0-config")),
 			want: "config ConfigMap app-rivspace/test-chain-node0-config does not exist",
 		},
 		"StatefulSet deletes its PVCs when scaled": {
 			cr: fallbackOn(cc),
-			objects: edit(cloudConfigNode("test-chain-node0", 1, true), func(s *appsv1.StatefulSet) {
-				s.Spec.PersistentVolumeClaimRetentionPolicy = &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{WhenScaled: appsv1.DeletePersistentVolumeClaimRetentionPolicyType}
-			}),
+			objects: nodetest.CloudConfigNode("test-chain", "test-chain-node0", inCluster,
+				nodetest.PVCRetention("", appsv1.DeletePersistentVolumeClaimRetentionPolicyType)),
 			want: "whenScaled: Delete: scaling it to 0 would delete the node's data",
 		},
 		"helm node is not a pod of the chain": {
 			cr:      fallbackOn(deployed{method: citav1.DeployMethodHelm, chain: "helm-chain", node: "other-1"}),
-			objects: helmChain("helm-chain", 3),
+			objects: nodetest.HelmChain("helm-chain", 3, inCluster),
 			want:    `node "other-1" is not a pod of the chain's StatefulSet helm-chain`,
 		},
 		"python Deployment of another chain": {
 			cr:      fallbackOn(deployed{method: citav1.DeployMethodPython, chain: "wrong-chain", node: "py-node0"}),
-			objects: pythonNode("py-chain", "py-node0"),
+			objects: nodetest.PythonNode("py-chain", "py-node0", inCluster),
 			want:    `belongs to chain "py-chain", not "wrong-chain"`,
 		},
 		"restore: backup missing": {
-			cr: restoreFrom(cc, "nope", ""), objects: cloudConfigNode("test-chain-node0", 1, true),
+			cr: restoreFrom(cc, "nope", ""), objects: nodetest.CloudConfigNode("test-chain", "test-chain-node0", inCluster),
 			want: "Backup app-rivspace/nope does not exist",
 		},
 		"restore: backup not complete": {
-			cr: restoreFrom(cc, "b", ""), objects: append(cloudConfigNode("test-chain-node0", 1, true), completeBackup("b", "test-chain", citav1.PhaseActive)...),
+			cr: restoreFrom(cc, "b", ""), objects: append(nodetest.CloudConfigNode("test-chain", "test-chain-node0", inCluster), completeBackup("b", "test-chain", citav1.PhaseActive)...),
 			want: "Backup b is not Complete (it is Active)",
 		},
 		"restore: backup failed": {
-			cr: restoreFrom(cc, "b", ""), objects: append(cloudConfigNode("test-chain-node0", 1, true), completeBackup("b", "test-chain", citav1.PhaseFailed)...),
+			cr: restoreFrom(cc, "b", ""), objects: append(nodetest.CloudConfigNode("test-chain", "test-chain-node0", inCluster), completeBackup("b", "test-chain", citav1.PhaseFailed)...),
 			want: "Backup b is not Complete (it is Failed)",
 		},
 		"restore: backup of another chain": {
-			cr: restoreFrom(cc, "b", ""), objects: append(cloudConfigNode("test-chain-node0", 1, true), completeBackup("b", "other-chain", citav1.PhaseComplete)...),
+			cr: restoreFrom(cc, "b", ""), objects: append(nodetest.CloudConfigNode("test-chain", "test-chain-node0", inCluster), completeBackup("b", "other-chain", citav1.PhaseComplete)...),
 			want: `Backup b is of chain "other-chain", not "test-chain"`,
 		},
 		"restore: backup PVC gone": {
-			cr: restoreFrom(cc, "b", ""), objects: without(append(cloudConfigNode("test-chain-node0", 1, true), completeBackup("b", "test-chain", citav1.PhaseComplete)...), func(o runtime.Object) bool {
+			cr: restoreFrom(cc, "b", ""), objects: without(append(nodetest.CloudConfigNode("test-chain", "test-chain-node0", inCluster), completeBackup("b", "test-chain", citav1.PhaseComplete)...), func(o runtime.Object) bool {
 				_, isPVC := o.(*corev1.PersistentVolumeClaim)
 				return isPVC && named("b")(o)
 			}),
 			want: "the PVC b of Backup b does not exist",
 		},
 		"restore: snapshot missing": {
-			cr: restoreFrom(cc, "", "snap"), objects: cloudConfigNode("test-chain-node0", 1, true),
+			cr: restoreFrom(cc, "", "snap"), objects: nodetest.CloudConfigNode("test-chain", "test-chain-node0", inCluster),
 			want: "Snapshot app-rivspace/snap does not exist",
 		},
 		"restore: neither backup nor snapshot": {
-			cr: restoreFrom(cc, "", ""), objects: cloudConfigNode("test-chain-node0", 1, true),
+			cr: restoreFrom(cc, "", ""), objects: nodetest.CloudConfigNode("test-chain", "test-chain-node0", inCluster),
 			want: "exactly one of spec.backup or spec.snapshot",
 		},
 		"backup: PVC name taken by someone else's claim": {
-			cr: backupNamed("bk", cc, t0), objects: append(cloudConfigNode("test-chain-node0", 1, true), dataPVC("bk", "1Gi")),
+			cr: backupNamed("bk", cc, t0), objects: append(nodetest.CloudConfigNode("test-chain", "test-chain-node0", inCluster), nodetest.PVC("bk", inCluster, nodetest.Size("1Gi"))),
 			want: "PVC app-rivspace/bk already exists and does not belong to this Backup",
 		},
 		"podAffinityFlag and the machine is gone": {
@@ -175,7 +175,7 @@ func TestBadInputTouchesNothing(t *testing.T) {
 				cr.Spec.PodAffinityFlag = ptr.To(true)
 				return cr
 			}(),
-			objects: cloudConfigNode("test-chain-node0", 1, true),
+			objects: nodetest.CloudConfigNode("test-chain", "test-chain-node0", inCluster),
 			want:    "the machine machine-a that node test-chain-node0 ran on is gone",
 		},
 		"podAffinityFlag on a node with no pod": {
@@ -184,7 +184,7 @@ func TestBadInputTouchesNothing(t *testing.T) {
 				cr.Spec.PodAffinityFlag = ptr.To(true)
 				return cr
 			}(),
-			objects: cloudConfigNode("test-chain-node0", 0, false),
+			objects: nodetest.CloudConfigNode("test-chain", "test-chain-node0", inCluster, nodetest.Stopped()),
 			want:    "no pod of node test-chain-node0 is scheduled",
 		},
 		"Direct fallback on a running node": {
@@ -193,22 +193,22 @@ func TestBadInputTouchesNothing(t *testing.T) {
 				cr.Spec.Action = citav1.ActionDirect
 				return cr
 			}(),
-			objects: cloudConfigNode("test-chain-node0", 1, true),
+			objects: nodetest.CloudConfigNode("test-chain", "test-chain-node0", inCluster),
 			want:    "action Direct needs the node stopped, but its pod test-chain-node0-0 exists",
 		},
 		"switchover: node without an account volume": {
 			cr: switchover("sw", "node0", "node1"),
-			objects: append(edit(cloudConfigNode("node0", 1, true), func(s *appsv1.StatefulSet) {
+			objects: append(edit(nodetest.CloudConfigNode("test-chain", "node0", inCluster), func(s *appsv1.StatefulSet) {
 				s.Spec.Template.Spec.Volumes = s.Spec.Template.Spec.Volumes[1:]
-			}), cloudConfigNode("node1", 1, true)...),
+			}), nodetest.CloudConfigNode("test-chain", "node1", inCluster)...),
 			want: `node node0 has no "node-account" ConfigMap volume`,
 		},
 		"switchover: dest node missing": {
-			cr: switchover("sw", "node0", "node1"), objects: cloudConfigNode("node0", 1, true),
+			cr: switchover("sw", "node0", "node1"), objects: nodetest.CloudConfigNode("test-chain", "node0", inCluster),
 			want: "node StatefulSet app-rivspace/node1 does not exist",
 		},
 		"switchover: python nodes": {
-			cr: switchover("sw", "py-node0", "py-node1"), objects: append(pythonNode("test-chain", "py-node0"), pythonNode("test-chain", "py-node1")[0]),
+			cr: switchover("sw", "py-node0", "py-node1"), objects: append(nodetest.PythonNode("test-chain", "py-node0", inCluster), nodetest.PythonNode("test-chain", "py-node1", inCluster)[0]),
 			want: "is a Deployment, not a StatefulSet",
 		},
 	}

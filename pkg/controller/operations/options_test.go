@@ -14,6 +14,7 @@ import (
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/nodetest"
 )
 
 // TestDirectBackupCopiesTheLiveNode: Direct takes the lock but neither
@@ -53,7 +54,7 @@ func TestDirectBackupCopiesTheLiveNode(t *testing.T) {
 // TestDirectRestoreOnAStoppedNode runs without scaling anything.
 func TestDirectRestoreOnAStoppedNode(t *testing.T) {
 	d := deployments()[0]
-	d.objects = cloudConfigNode("test-chain-node0", 0, false)
+	d.objects = nodetest.CloudConfigNode("test-chain", "test-chain-node0", inCluster, nodetest.Stopped())
 	cr := restoreFrom(d, "b", "")
 	cr.Spec.Action = citav1.ActionDirect
 	f := newFixture(t, append(append([]runtime.Object{cr}, d.objects...), completeBackup("b", "test-chain", citav1.PhaseComplete)...)...)
@@ -90,7 +91,7 @@ func TestRestoreFromSnapshot(t *testing.T) {
 	snap.Status.BlockHeight = 30
 	cr := restoreFrom(d, "", "snap")
 	cr.Spec.DeleteConsensusData = ptr.To(true)
-	f := newFixture(t, append([]runtime.Object{cr, snap, dataPVC("snap", "5Gi")}, d.objects...)...)
+	f := newFixture(t, append([]runtime.Object{cr, snap, nodetest.PVC("snap", inCluster, nodetest.Size("5Gi"))}, d.objects...)...)
 	f.mustSync("Restore", "rs")
 	f.mustSync("Restore", "rs")
 	f.deletePod(d.pod)

@@ -15,6 +15,7 @@ import (
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/nodetest"
 )
 
 // Recovery of a node root a killed Job may have left half-rewritten: the
@@ -78,7 +79,7 @@ func TestRecoveryJobThatCannotStart(t *testing.T) {
 // (by its owner), so the node root is checked before the lock is released.
 func TestDirectKilledJobIsRecovered(t *testing.T) {
 	d := deployments()[0]
-	d.objects = cloudConfigNode("test-chain-node0", 0, false)
+	d.objects = nodetest.CloudConfigNode("test-chain", "test-chain-node0", inCluster, nodetest.Stopped())
 	cr := fallbackOn(d)
 	cr.Spec.Action = citav1.ActionDirect
 	f := newFixture(t, append([]runtime.Object{cr}, d.objects...)...)

@@ -15,6 +15,7 @@ import (
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/nodetest"
 )
 
 func switchover(name, src, dst string) *citav1.Switchover {
@@ -31,7 +32,7 @@ func stsAccount(sts *appsv1.StatefulSet) string {
 }
 
 func twoNodes() []runtime.Object {
-	return append(cloudConfigNode("node0", 1, true), cloudConfigNode("node1", 2, true)...)
+	return append(nodetest.CloudConfigNode("test-chain", "node0", inCluster), nodetest.CloudConfigNode("test-chain", "node1", inCluster, nodetest.Replicas(2))...)
 }
 
 // playKubelet removes the pods of stopped StatefulSets.
