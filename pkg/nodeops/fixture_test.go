@@ -97,3 +97,18 @@ func (errPVCNamespaceLister) Get(string) (*corev1.PersistentVolumeClaim, error) 
 }
 
 var errCache = errors.New("cache unavailable")
+
+// TestNodetestNames: nodetest spells the deployers' names as literals (it
+// cannot import this package); they must be the names Locate looks for.
+func TestNodetestNames(t *testing.T) {
+	for _, n := range [][2]string{
+		{nodetest.DataVolume, DataVolume},
+		{nodetest.AccountVolume, AccountVolume},
+		{nodetest.PythonChainLabel, PythonChainLabel},
+		{nodetest.PythonNodeLabel, PythonNodeLabel},
+	} {
+		if n[0] != n[1] {
+			t.Errorf("nodetest says %q where nodeops says %q", n[0], n[1])
+		}
+	}
+}
