@@ -111,11 +111,8 @@ func setUp(ctx context.Context, c *config) (*env, error) {
 	if err := e.installOperatorResources(ctx); err != nil {
 		return e, err
 	}
-	// With instant rounds the runner starts after them (see run).
-	if c.instant == 0 {
-		if err := e.startRunner(ctx); err != nil {
-			return e, err
-		}
+	if err := e.startRunner(ctx); err != nil {
+		return e, err
 	}
 	if err := e.startInformers(ctx); err != nil {
 		return e, err
@@ -140,14 +137,15 @@ func (e *env) componentLog(format string, args ...any) {
 	}
 }
 
-// startRunner starts the job runner, which executes every Job pod, the
-// instant ones (localcluster.InstantJobImage) too: not while those run.
+// startRunner starts the job runner, which executes every Job pod but the
+// instant ones (localcluster.InstantJobImage), kwok's to complete.
 func (e *env) startRunner(ctx context.Context) error {
 	var err error
 	e.runner, err = jobrunner.Start(ctx, jobrunner.Options{
-		Cluster:   e.cluster,
-		JobBinary: filepath.Join(e.cfg.binDir, "cita-node-job"),
-		Logf:      e.componentLog,
+		Cluster:    e.cluster,
+		JobBinary:  filepath.Join(e.cfg.binDir, "cita-node-job"),
+		Logf:       e.componentLog,
+		LeaveImage: localcluster.InstantJobImage,
 	})
 	if err != nil {
 		return fmt.Errorf("job runner: %w", err)

@@ -97,6 +97,9 @@ type Options struct {
 	// starts, as a kubelet would start it: tests check there what must hold
 	// while a Job runs (its node is stopped).
 	BeforeStart func(namespace, name string)
+	// LeaveImage: pods whose first container runs this image are someone
+	// else's to run (the bench's instant Jobs, which kwok completes).
+	LeaveImage string
 }
 
 // Runner executes pods until Stop.
@@ -389,6 +392,9 @@ func (r *Runner) CloudOpCalls() ([]CloudOpCall, error) {
 
 // ours reports whether the runner executes pod.
 func (r *Runner) ours(pod *corev1.Pod) bool {
+	if r.opts.LeaveImage != "" && len(pod.Spec.Containers) > 0 && pod.Spec.Containers[0].Image == r.opts.LeaveImage {
+		return false
+	}
 	return pod.Labels[r.opts.Label] != "" || (pod.Spec.NodeName != "" && slices.Contains(r.opts.Nodes, pod.Spec.NodeName))
 }
 
