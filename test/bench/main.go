@@ -17,7 +17,7 @@
 //
 // 1 to 3 alternate for -rounds rounds (default 2) on the same nodes, each
 // run's Jobs deleted after it, the operator stopped outside its own run;
-// after them, -instant-rounds rounds (default 1) of 1 to 3 with instant
+// before them, -instant-rounds rounds (default 1) of 1 to 3 with instant
 // Jobs: kwok completes every Job pod at once (localcluster.InstantJobImage;
 // the job runner leaves them alone), so that the operator's own cost is not
 // hidden behind the Jobs' run time. In every run of a round the bench's pod
@@ -106,7 +106,7 @@ func main() {
 		return err
 	})
 	flag.IntVar(&c.rounds, "rounds", 2, "rounds of floor then operator BlockHeightFallbacks on the same nodes; the ratio is over all rounds (one run on a busy machine moves by ±5 %)")
-	flag.IntVar(&c.instant, "instant-rounds", 1, "rounds with instant Jobs, after those with real ones: the same floor, contract floor and operator runs, every Job pod completed at once by kwok (localcluster.InstantJobImage; the job runner leaves them alone), so that no Job run time hides what the operator itself costs; 0: none")
+	flag.IntVar(&c.instant, "instant-rounds", 1, "rounds with instant Jobs, before those with real ones: the same floor, contract floor and operator runs, every Job pod completed at once by kwok (localcluster.InstantJobImage; the job runner leaves them alone), so that no Job run time hides what the operator itself costs; 0: none")
 	flag.BoolVar(&c.contract, "contract", true, "in each round, between the floor and the operator, the contract floor: the operator's requests sent by a direct client, without the operator")
 	flag.StringVar(&c.apiProfile, "apiserver-profile", "", "write CPU profiles of the kube-apiserver (go tool pprof) of the first 30 s of the floor and of the BlockHeightFallback run to this directory")
 	flag.BoolVar(&c.verbose, "v", false, "log the control plane's and the runner's progress")
@@ -185,17 +185,19 @@ func run(ctx context.Context, c *config) (*report, error) {
 	}
 	rep.setup = e.setupTimes
 
-	// The real rounds come first, as in every report before the instant
-	// ones existed, so their figures compare; the instant rounds follow
-	// (the job runner leaves their pods to kwok).
-	for n := 1; n <= c.rounds; n++ {
-		err := e.runRound(ctx, c, rep, &rep.real, round{n: n, of: c.rounds, last: n == c.rounds && c.instant == 0})
+	// The instant rounds come first, on the freshest cluster: every round
+	// leaves the control plane slower (events, etcd history), which would
+	// hide the operator's own cost, what they measure; the real rounds then
+	// alternate floor and operator as before. The job runner leaves the
+	// instant Jobs' pods to kwok.
+	for n := 1; n <= c.instant; n++ {
+		err := e.runRound(ctx, c, rep, &rep.instant, round{n: n, of: c.instant, instant: true, last: n == c.instant && c.rounds == 0})
 		if err != nil {
 			return rep, err
 		}
 	}
-	for n := 1; n <= c.instant; n++ {
-		err := e.runRound(ctx, c, rep, &rep.instant, round{n: n, of: c.instant, instant: true, last: n == c.instant})
+	for n := 1; n <= c.rounds; n++ {
+		err := e.runRound(ctx, c, rep, &rep.real, round{n: n, of: c.rounds, last: n == c.rounds})
 		if err != nil {
 			return rep, err
 		}
