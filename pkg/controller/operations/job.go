@@ -250,6 +250,9 @@ func successMessage(op *operation, job *batchv1.Job, r *jobargs.Result) string {
 	if r.Verified != nil && !*r.Verified {
 		msg += " (restored unverified: the source has no checksum manifest)"
 	}
+	if r.RolledBack != nil && !*r.RolledBack && r.HeightBefore != nil {
+		msg += fmt.Sprintf(": the node was already at height %d, nothing was rolled back", *r.HeightBefore)
+	}
 	return msg
 }
 

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -118,15 +119,30 @@ func cloudOpArgs(gen string, op jobargs.Op, p CloudOpParams) ([]string, error) {
 
 // run runs cloud-op; a failure's reason ends with the last lines cloud-op wrote to stderr,
 // which is where it says what went wrong.
-func (c *CloudOp) run(ctx context.Context, args []string) error {
+// Every line cloud-op writes, on stdout or stderr, is also passed to said, if set, one at a
+// time.
+func (c *CloudOp) run(ctx context.Context, args []string, said func(line string)) error {
 	var stderr tailBuffer
 	cmd := exec.CommandContext(ctx, c.Path, args...)
 	log := c.Log
 	if log == nil {
 		log = io.Discard
 	}
-	cmd.Stdout = log
-	cmd.Stderr = io.MultiWriter(log, &stderr)
+	var mu sync.Mutex
+	lines := func() *lineWriter {
+		return &lineWriter{line: func(l string) {
+			if said != nil {
+				mu.Lock()
+				defer mu.Unlock()
+				said(l)
+			}
+		}}
+	}
+	outLines, errLines := lines(), lines()
+	defer outLines.flush()
+	defer errLines.flush()
+	cmd.Stdout = io.MultiWriter(log, outLines)
+	cmd.Stderr = io.MultiWriter(log, &stderr, errLines)
 	// On cancellation (the Job is being stopped) let cloud-op close its databases first.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 20 * time.Second
@@ -189,11 +205,11 @@ var guardedNames = append(append([]string(nil), chainState...), consensusData...
 // runInPlace runs a cloud-op command that rewrites the node's databases, guarded by a
 // checkpoint: put back if cloud-op fails or this process is stopped, removed after success.
 // A SIGKILL leaves the checkpoint complete, and the next run's RecoverNodeRoot puts it back.
-func (c *CloudOp) runInPlace(ctx context.Context, nodeRoot string, args []string) error {
+func (c *CloudOp) runInPlace(ctx context.Context, nodeRoot string, args []string, said func(line string)) error {
 	if err := takeCheckpoint(ctx, nodeRoot, guardedNames); err != nil {
 		return err
 	}
-	if err := c.run(ctx, args); err != nil {
+	if err := c.run(ctx, args, said); err != nil {
 		if rerr := rollbackCheckpoint(nodeRoot); rerr != nil {
 			return fmt.Errorf("%w; putting the checkpoint back also failed (it stays in %s for the next run): %v", err, filepath.Join(nodeRoot, checkpointDir), rerr)
 		}
@@ -202,13 +218,91 @@ func (c *CloudOp) runInPlace(ctx context.Context, nodeRoot string, args []string
 	return removeCheckpoint(nodeRoot)
 }
 
-// Fallback rolls the node's chain state back to p.Height.
+// Fallback rolls the node's chain state back to p.Height, and reports what cloud-op says it
+// did: a cloud-op that finds the node at or below the height changes nothing (v6.7.4 says so
+// and exits 0, the legacy generation panics). At the height, that is a success that rolled
+// nothing back; below it, a failure naming both heights.
 func Fallback(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result, error) {
 	res, args, err := c.prepare(jobargs.OpFallback, p)
 	if err != nil {
 		return res, err
 	}
-	return res, c.runInPlace(ctx, p.NodeRoot, args)
+	var said rollbackReport
+	err = c.runInPlace(ctx, p.NodeRoot, args, said.line)
+	if said.current == nil {
+		return res, err
+	}
+	current := *said.current
+	res.HeightBefore = &current
+	refused := said.ignored || (err != nil && said.legacyRefused)
+	switch {
+	case refused && current == p.Height:
+		res.RolledBack = new(bool)
+		return res, nil
+	case refused:
+		return res, fmt.Errorf("the node is at height %d, below the fallback's height %d: nothing was rolled back and the node's data is as it was", current, p.Height)
+	case err != nil:
+		return res, err
+	}
+	rolledBack := true
+	res.RolledBack = &rolledBack
+	return res, nil
+}
+
+// rollbackReport reads what cloud-op prints around a rollback: the node's current height
+// (v6.7.x: "current height: N"; legacy: "layer2 current height: N"), and whether it refused
+// a height at or above it (v6.7.4: "rollback height(H) >= current height(N), ignore
+// rollback" and exit 0; legacy: a panic "recover height(H) >= current height(N)").
+type rollbackReport struct {
+	current       *int64
+	ignored       bool
+	legacyRefused bool
+}
+
+// lineWriter passes what is written to it to line, a line at a time.
+type lineWriter struct {
+	partial []byte
+	line    func(string)
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.partial = append(w.partial, p...)
+	for {
+		i := bytes.IndexByte(w.partial, '\n')
+		if i < 0 {
+			break
+		}
+		w.line(string(w.partial[:i]))
+		w.partial = w.partial[i+1:]
+	}
+	if len(w.partial) > tailKeep { // a line that long says nothing read here
+		w.partial = w.partial[:0]
+	}
+	return len(p), nil
+}
+
+func (w *lineWriter) flush() {
+	if len(w.partial) > 0 {
+		w.line(string(w.partial))
+		w.partial = nil
+	}
+}
+
+func (r *rollbackReport) line(l string) {
+	l = strings.TrimSpace(l)
+	for _, prefix := range []string{"current height:", "layer2 current height:"} {
+		if v, ok := strings.CutPrefix(l, prefix); ok && r.current == nil {
+			if h, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+				r.current = &h
+			}
+		}
+	}
+	switch {
+	case strings.Contains(l, ">= current height(") && strings.HasSuffix(l, "ignore rollback"):
+		r.ignored = true
+	case strings.Contains(l, "recover height(") && strings.Contains(l, ">= current height("):
+		r.legacyRefused = true
+	}
 }
 
 // prepare is what every cloud-op operation does first: clean up after a
@@ -240,7 +334,7 @@ func Snapshot(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result,
 	if err := os.RemoveAll(dir); err != nil {
 		return res, err
 	}
-	if err := c.run(ctx, args); err != nil {
+	if err := c.run(ctx, args, nil); err != nil {
 		return res, err
 	}
 	if !isDir(filepath.Join(dir, ChainDataDir)) {
@@ -279,7 +373,7 @@ func SnapshotRestore(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.
 	if !isDir(filepath.Join(snapshotDir(p.BackupPath, p.Height), ChainDataDir)) {
 		return res, fmt.Errorf("snapshot %s has %w", snapshotDir(p.BackupPath, p.Height), errNoChainData)
 	}
-	return res, c.runInPlace(ctx, p.NodeRoot, args)
+	return res, c.runInPlace(ctx, p.NodeRoot, args, nil)
 }
 
 // snapshotDir is where both generations put the snapshot at height h.

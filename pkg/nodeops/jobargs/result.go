@@ -35,6 +35,11 @@ type Result struct {
 	CloudOpGeneration string `json:"cloudOpGeneration,omitempty"`
 	// BlockHeight is the height of a fallback, snapshot or snapshot-restore.
 	BlockHeight int64 `json:"blockHeight,omitempty"`
+	// HeightBefore is the node's height before a fallback, where cloud-op said it.
+	HeightBefore *int64 `json:"heightBefore,omitempty"`
+	// RolledBack says whether a fallback's cloud-op really rolled the node back (false: the
+	// node was already at the height); unset where cloud-op did not say the node's height.
+	RolledBack *bool `json:"rolledBack,omitempty"`
 	// Changed is how many entries chown changed.
 	Changed int64 `json:"changed,omitempty"`
 	// Warning is something the user should know although the operation succeeded.
