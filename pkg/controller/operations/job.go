@@ -27,7 +27,7 @@ func (op *operation) jobName() string { return nodeops.JobName(op.obj.GetName(),
 
 // ownJob returns the operation's Job from the cache, or nil.
 func (c *Controller) ownJob(op *operation) (*batchv1.Job, error) {
-	if !op.kind.runsJob {
+	if op.kind.job == nil { // the kind does its work itself
 		return nil, nil
 	}
 	job, err := c.jobs.Jobs(op.obj.GetNamespace()).Get(op.jobName())

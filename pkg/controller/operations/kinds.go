@@ -102,7 +102,6 @@ type declaration struct {
 	directNeedsStoppedNode bool
 	recordsAccounts        bool
 	writesNodeRoot         bool
-	runsJob                bool
 	// bind makes the kind's runtime half for one controller.
 	bind func(c *Controller) *kind
 }
@@ -125,7 +124,6 @@ func declare[T object](k kindSpec[T]) *declaration {
 		directNeedsStoppedNode: k.DirectNeedsStoppedNode,
 		recordsAccounts:        k.RecordsAccounts,
 		writesNodeRoot:         k.WritesNodeRoot,
-		runsJob:                k.Job != nil,
 	}
 	d.bind = func(c *Controller) *kind {
 		informer := k.Informer(c.citaV1())
