@@ -52,17 +52,11 @@ func (i Informers) Start(ctx context.Context) {
 	i.Cita.Start(ctx.Done())
 }
 
-// WaitForCacheSync reports whether every started informer synced before ctx
-// was done.
-func (i Informers) WaitForCacheSync(ctx context.Context) bool {
-	ok := true
-	for _, s := range i.Kube.WaitForCacheSync(ctx.Done()) {
-		ok = ok && s
-	}
-	for _, s := range i.Cita.WaitForCacheSync(ctx.Done()) {
-		ok = ok && s
-	}
-	return ok
+// WaitForCacheSync returns once every started informer synced or ctx is
+// done.
+func (i Informers) WaitForCacheSync(ctx context.Context) {
+	i.Kube.WaitForCacheSync(ctx.Done())
+	i.Cita.WaitForCacheSync(ctx.Done())
 }
 
 // Shutdown waits for the informers' goroutines once ctx is done.
@@ -158,9 +152,16 @@ func processNext(ctx context.Context, q Queue, name string, sync func(context.Co
 	return true
 }
 
+// Work is one queue and the sync that handles its keys.
+type Work struct {
+	Name  string
+	Queue Queue
+	Sync  func(context.Context, cache.ObjectName) error
+}
+
 // RunQueues waits for synced, then runs workers per queue until ctx is
 // done; then it drains the queues and returns once every worker finished.
-func RunQueues(ctx context.Context, workers int, synced []cache.InformerSynced, queues map[string]Queue, syncFor func(name string) func(context.Context, cache.ObjectName) error) error {
+func RunQueues(ctx context.Context, workers int, synced []cache.InformerSynced, work []Work) error {
 	defer utilruntime.HandleCrash()
 	logger := klog.FromContext(ctx)
 	logger.Info("Waiting for informer caches to sync")
@@ -168,20 +169,19 @@ func RunQueues(ctx context.Context, workers int, synced []cache.InformerSynced, 
 		return fmt.Errorf("caches did not sync")
 	}
 	var wg sync.WaitGroup
-	for name, q := range queues {
-		s := syncFor(name)
+	for _, w := range work {
 		for range workers {
 			wg.Go(func() {
-				for processNext(ctx, q, name, s) {
+				for processNext(ctx, w.Queue, w.Name, w.Sync) {
 				}
 			})
 		}
 	}
-	logger.Info("Started workers", "queues", len(queues), "workersPerQueue", workers)
+	logger.Info("Started workers", "queues", len(work), "workersPerQueue", workers)
 	<-ctx.Done()
 	logger.Info("Shutting down workers")
-	for _, q := range queues {
-		q.ShutDownWithDrain()
+	for _, w := range work {
+		w.Queue.ShutDownWithDrain()
 	}
 	wg.Wait()
 	return nil

@@ -184,14 +184,13 @@ func newController(d controller.Deps, cfg Config, kinds []*declaration) (*Contro
 // Run waits for the caches, then runs workers per kind until ctx is done.
 // On return every worker has finished the item it was working on.
 func (c *Controller) Run(ctx context.Context, workers int) error {
-	queues := make(map[string]controller.Queue, len(c.kinds))
+	work := make([]controller.Work, 0, len(c.kinds))
 	for _, k := range c.kinds {
-		queues[k.name] = k.queue
+		work = append(work, controller.Work{Name: k.name, Queue: k.queue, Sync: func(ctx context.Context, key cache.ObjectName) error {
+			return c.syncOperation(ctx, k, key)
+		}})
 	}
-	return controller.RunQueues(ctx, workers, c.synced, queues, func(name string) func(context.Context, cache.ObjectName) error {
-		k := c.kindByName[name]
-		return func(ctx context.Context, key cache.ObjectName) error { return c.syncOperation(ctx, k, key) }
-	})
+	return controller.RunQueues(ctx, workers, c.synced, work)
 }
 
 // citaV1 are the process's informers of every CR kind: a kind's hooks read
