@@ -128,21 +128,16 @@ func (c *CloudOp) run(ctx context.Context, args []string, said func(line string)
 	if log == nil {
 		log = io.Discard
 	}
-	var mu sync.Mutex
-	lines := func() *lineWriter {
-		return &lineWriter{line: func(l string) {
-			if said != nil {
-				mu.Lock()
-				defer mu.Unlock()
-				said(l)
-			}
-		}}
+	cmd.Stdout, cmd.Stderr = log, io.MultiWriter(log, &stderr)
+	if said != nil {
+		// Both streams are copied concurrently: one line at a time reaches said.
+		var mu sync.Mutex
+		lines := &lineWriter{line: func(l string) { mu.Lock(); defer mu.Unlock(); said(l) }}
+		errLines := &lineWriter{line: lines.line}
+		defer lines.flush()
+		defer errLines.flush()
+		cmd.Stdout, cmd.Stderr = io.MultiWriter(log, lines), io.MultiWriter(log, &stderr, errLines)
 	}
-	outLines, errLines := lines(), lines()
-	defer outLines.flush()
-	defer errLines.flush()
-	cmd.Stdout = io.MultiWriter(log, outLines)
-	cmd.Stderr = io.MultiWriter(log, &stderr, errLines)
 	// On cancellation (the Job is being stopped) let cloud-op close its databases first.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 20 * time.Second
