@@ -75,6 +75,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.StopTimeout, "stop-timeout", o.StopTimeout, "fail an operation whose node has not stopped after this")
 	fs.DurationVar(&o.JobStartTimeout, "job-start-timeout", o.JobStartTimeout, "fail an operation whose Job pod cannot start for this long")
 	fs.DurationVar(&o.JobActiveDeadline, "job-deadline", o.JobActiveDeadline, "active deadline of an operation's Job")
+	fs.DurationVar(&o.StartReadyTimeout, "start-ready-timeout", o.StartReadyTimeout, "fail an operation whose node, started again after its work succeeded, has not every pod Ready after this")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

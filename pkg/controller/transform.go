@@ -29,9 +29,10 @@ func TrimForCache(obj any) (any, error) {
 		o.Annotations = nil
 		o.Spec = corev1.PodSpec{NodeName: o.Spec.NodeName}
 		o.Status = corev1.PodStatus{
-			Phase:             o.Status.Phase,
-			Conditions:        o.Status.Conditions,
-			ContainerStatuses: o.Status.ContainerStatuses,
+			Phase:                 o.Status.Phase,
+			Conditions:            o.Status.Conditions,
+			InitContainerStatuses: o.Status.InitContainerStatuses,
+			ContainerStatuses:     o.Status.ContainerStatuses,
 		}
 	case *appsv1.StatefulSet:
 		o.Spec = appsv1.StatefulSetSpec{

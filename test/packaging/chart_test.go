@@ -156,6 +156,7 @@ func TestDeploymentArgsMapToOperatorFlags(t *testing.T) {
 			want: []string{
 				"--job-image=ghcr.io/cita-cloud/cita-node-operator-job:0.1.0",
 				"--workers=32",
+				"--start-ready-timeout=5m",
 				"--leader-elect=true",
 				"--leader-elect-namespace=cita",
 				"--leader-elect-id=cita-node-operator",
@@ -165,11 +166,12 @@ func TestDeploymentArgsMapToOperatorFlags(t *testing.T) {
 		},
 		"watchNamespace, job image, extra args": {
 			args: []string{"--set", "watchNamespace=app-rivspace", "--set", "jobImage.tag=v1.2.3",
-				"--set", "workers=3", "--set", "extraArgs={--stop-timeout=15m,-v=4}"},
+				"--set", "workers=3", "--set", "startReadyTimeout=90s", "--set", "extraArgs={--stop-timeout=15m,-v=4}"},
 			want: []string{
 				"--job-image=ghcr.io/cita-cloud/cita-node-operator-job:v1.2.3",
 				"--namespace=app-rivspace",
 				"--workers=3",
+				"--start-ready-timeout=90s",
 				"--leader-elect=true",
 				"--leader-elect-namespace=cita",
 				"--leader-elect-id=cita-node-operator",
@@ -184,6 +186,7 @@ func TestDeploymentArgsMapToOperatorFlags(t *testing.T) {
 			want: []string{
 				"--job-image=ghcr.io/cita-cloud/cita-node-operator-job:0.1.0",
 				"--workers=32",
+				"--start-ready-timeout=5m",
 				"--leader-elect=false",
 				"--metrics-bind-address=:8080",
 				"--health-probe-bind-address=:8081",

@@ -59,6 +59,9 @@ type Config struct {
 	JobStartTimeout time.Duration
 	// JobActiveDeadline bounds a Job's run.
 	JobActiveDeadline time.Duration
+	// StartReadyTimeout: a node started after a successful operation whose
+	// pods are not all Ready after this fails the operation (NodeNotReady).
+	StartReadyTimeout time.Duration
 	// WaitRecheck is how often an operation waiting for a node looks again
 	// even without an event.
 	WaitRecheck time.Duration
@@ -72,6 +75,7 @@ func DefaultConfig() Config {
 		StopTimeout:       5 * time.Minute,
 		JobStartTimeout:   2 * time.Minute,
 		JobActiveDeadline: 12 * time.Hour,
+		StartReadyTimeout: 5 * time.Minute,
 		WaitRecheck:       30 * time.Second,
 	}
 }
@@ -237,9 +241,10 @@ func (c *Controller) operationHandler(k *kind) cache.ResourceEventHandlerFuncs {
 			return
 		}
 		k.queue.Add(cache.MetaObjectToName(o))
-		// An operation that finishes or goes away may be what others wait for.
+		// An operation that releases its nodes, finishes or goes away may be
+		// what others wait for.
 		keys, err := k.informer.GetIndexer().IndexKeys(byUID, string(o.GetUID()))
-		if err == nil && len(keys) == 0 || endedInCache(k, obj) {
+		if err == nil && len(keys) == 0 || doneWithNodesInCache(k, obj) {
 			for _, wk := range workloadKeysOf(k, obj) {
 				c.enqueueWaiters(o.GetNamespace(), wk)
 			}
@@ -419,6 +424,13 @@ func podWorkloadKey(o metav1.Object) string {
 func endedInCache(k *kind, obj any) bool {
 	op := k.view(obj)
 	return op != nil && ended(op.status)
+}
+
+// doneWithNodesInCache reports whether a cached CR of kind k no longer
+// needs its nodes: it ended, or it started them and awaits their pods.
+func doneWithNodesInCache(k *kind, obj any) bool {
+	op := k.view(obj)
+	return op != nil && (ended(op.status) || awaitingReady(op.status))
 }
 
 // jobPods are the pods of the operation's Job(s), found by label.

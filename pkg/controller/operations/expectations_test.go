@@ -56,6 +56,7 @@ func TestJobTTLPatchedOnceOverAStaleCache(t *testing.T) {
 	runUntilJob(t, f, d)
 	f.finishJob("fb-fallback", true, &jobargs.Result{Op: jobargs.OpFallback})
 	f.mustSync("BlockHeightFallback", "fb") // node started, outcome written
+	f.mustSync("BlockHeightFallback", "fb") // node Ready
 	if st := f.status(cr); st.Status != citav1.PhaseComplete {
 		t.Fatalf("status %s, want Complete", st.Status)
 	}
@@ -195,6 +196,7 @@ func TestStartAfterTheWorkloadControllerWroteStatus(t *testing.T) {
 				t.Errorf("workload writes of the start (-want +got):\n%s", diff)
 			}
 			assertStartedWith(t, f, d, d.replicas)
+			f.mustSync("BlockHeightFallback", "fb") // node Ready
 			if st := f.status(cr); st.Status != citav1.PhaseComplete {
 				t.Errorf("status %s %s, want Complete", st.Status, st.Step)
 			}

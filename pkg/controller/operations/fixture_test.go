@@ -31,6 +31,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2/ktesting"
 	testingclock "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
 	"github.com/cita-cloud/cita-node-operator/pkg/controller"
@@ -62,6 +63,12 @@ type fixture struct {
 	// kinds is the controller's table: every kind unless a test declares
 	// its own.
 	kinds []*declaration
+	// startedPod, if set, shapes each pod the fixture creates for a started
+	// workload (by default Running and Ready); it may return nil to create
+	// none.
+	startedPod func(*corev1.Pod) *corev1.Pod
+	// replicas are the workloads' replicas createPods saw last.
+	replicas map[string]int32
 }
 
 func newFixture(t *testing.T, objects ...runtime.Object) *fixture {
@@ -127,9 +134,12 @@ func (f *fixture) start() {
 	f.refresh()
 }
 
-// refresh replaces every cache with what the fake clientsets hold.
+// refresh replaces every cache with what the fake clientsets hold, after
+// playing the StatefulSet and Deployment controllers and the kubelet
+// (createPods).
 func (f *fixture) refresh() {
 	f.t.Helper()
+	f.createPods()
 	replace := func(inf cache.SharedIndexInformer, list func() ([]runtime.Object, error)) {
 		objs, err := list()
 		if err != nil {
@@ -199,6 +209,104 @@ func (f *fixture) deployment(name string) *appsv1.Deployment {
 		f.t.Fatal(err)
 	}
 	return d
+}
+
+// createPods plays the workload controllers and the kubelet for workloads
+// scaled up since it last looked: a StatefulSet gets its missing ordinals, a
+// Deployment as many pods as it lacks, each Running and Ready on machine-a
+// unless startedPod says otherwise. Removing the pods of a scaled-down
+// workload is the test's (deletePod): a test decides when a node is gone.
+func (f *fixture) createPods() {
+	f.t.Helper()
+	first := f.replicas == nil
+	if first {
+		f.replicas = map[string]int32{}
+	}
+	scaledUp := func(key string, r *int32) bool {
+		n := ptr.Deref(r, 1)
+		before, seen := f.replicas[key]
+		f.replicas[key] = n
+		return !first && (!seen || n > before)
+	}
+	tr := f.kube.Tracker()
+	podsGVR := corev1.SchemeGroupVersion.WithResource("pods")
+	l, err := tr.List(podsGVR, corev1.SchemeGroupVersion.WithKind("Pod"), ns)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	existing := map[string]bool{}
+	owned := map[string]int32{}
+	for _, p := range l.(*corev1.PodList).Items {
+		existing[p.Name] = true
+		if key := podWorkloadKey(&p); key != "" && p.DeletionTimestamp == nil {
+			owned[key]++
+		}
+	}
+	create := func(name string, labels map[string]string, owner metav1.OwnerReference) {
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, UID: types.UID("uid-started-" + name), Labels: labels, ResourceVersion: f.rv.next(),
+				OwnerReferences: []metav1.OwnerReference{owner}},
+			Spec: corev1.PodSpec{NodeName: "machine-a"},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{
+				{Type: corev1.PodScheduled, Status: corev1.ConditionTrue},
+				{Type: corev1.PodReady, Status: corev1.ConditionTrue}}},
+		}
+		if f.startedPod != nil {
+			if p = f.startedPod(p); p == nil {
+				return
+			}
+		}
+		if err := tr.Add(p); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	stsList, err := f.kube.AppsV1().StatefulSets(ns).List(f.ctx, metav1.ListOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for _, sts := range stsList.Items {
+		if !scaledUp("StatefulSet/"+sts.Name, sts.Spec.Replicas) {
+			continue
+		}
+		for i := range ptr.Deref(sts.Spec.Replicas, 1) {
+			if name := fmt.Sprintf("%s-%d", sts.Name, i); !existing[name] {
+				create(name, sts.Spec.Template.Labels, metav1.OwnerReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: sts.Name, UID: sts.UID, Controller: ptr.To(true)})
+			}
+		}
+	}
+	dList, err := f.kube.AppsV1().Deployments(ns).List(f.ctx, metav1.ListOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for _, d := range dList.Items {
+		if !scaledUp("Deployment/"+d.Name, d.Spec.Replicas) {
+			continue
+		}
+		const hash = "7c9d5f"
+		labels := map[string]string{appsv1.DefaultDeploymentUniqueLabelKey: hash}
+		for k, v := range d.Spec.Template.Labels {
+			labels[k] = v
+		}
+		for i := owned["Deployment/"+d.Name]; i < ptr.Deref(d.Spec.Replicas, 1); i++ {
+			rs := d.Name + "-" + hash
+			create(fmt.Sprintf("%s-started%d", rs, i), labels, metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs, UID: types.UID("uid-rs-" + rs), Controller: ptr.To(true)})
+		}
+	}
+}
+
+// deletePodsOf plays the kubelet removing every pod of a scaled-down
+// workload (Kind/name).
+func (f *fixture) deletePodsOf(workloadKey string) {
+	f.t.Helper()
+	l, err := f.kube.Tracker().List(corev1.SchemeGroupVersion.WithResource("pods"), corev1.SchemeGroupVersion.WithKind("Pod"), ns)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for _, p := range l.(*corev1.PodList).Items {
+		if podWorkloadKey(&p) == workloadKey {
+			f.deletePod(p.Name)
+		}
+	}
 }
 
 // deletePod plays the kubelet removing a pod of a scaled-down workload.

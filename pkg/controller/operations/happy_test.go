@@ -215,7 +215,19 @@ func TestHappyPath(t *testing.T) {
 				if got := workloadReplicas(f, d); got != d.replicas {
 					t.Fatalf("workload back at %d replicas, want %d", got, d.replicas)
 				}
+				// Started, not yet seen Ready: still Active, the lock released.
+				if st.Status != citav1.PhaseActive || st.Step != citav1.StepStarting || !meta.IsStatusConditionPresentAndEqual(st.Conditions, citav1.ConditionNodeReady, metav1.ConditionUnknown) {
+					t.Fatalf("after the start: %s/%s conditions %+v", st.Status, st.Step, st.Conditions)
+				}
+				if a := workloadAnnotations(f, d); len(a) != 0 {
+					t.Fatalf("annotations left on the workload at the start: %v", a)
+				}
+
+				step("update " + plural + "/status " + name) // its pods are Ready (the fixture plays the kubelet)
 				st = f.status(cr)
+				if !meta.IsStatusConditionTrue(st.Conditions, citav1.ConditionNodeReady) {
+					t.Fatalf("NodeReady after the pods are Ready: %+v", meta.FindStatusCondition(st.Conditions, citav1.ConditionNodeReady))
+				}
 				if st.Status != citav1.PhaseComplete || st.Step != citav1.StepDone || st.EndTime == nil {
 					t.Fatalf("final status %s/%s end %v", st.Status, st.Step, st.EndTime)
 				}
@@ -237,7 +249,7 @@ func TestHappyPath(t *testing.T) {
 
 				assertKindStatus(t, f, cr, jk)
 				events := strings.Join(f.events(), "\n")
-				for _, want := range []string{"Normal Stopping", "Normal Running", "Normal Done"} {
+				for _, want := range []string{"Normal Stopping", "Normal Running", "Normal NodeReady", "Normal Done"} {
 					if !strings.Contains(events, want) {
 						t.Errorf("no %s event in:\n%s", want, events)
 					}

@@ -140,6 +140,7 @@ func TestAKindDeclaredThroughTheTableAlone(t *testing.T) {
 			}
 			f.finishJob("rl-relabel", true, &jobargs.Result{Op: jobargs.OpChown, Changed: 3})
 			f.mustSync("Relabel", "rl") // outcome + start
+			f.mustSync("Relabel", "rl") // node Ready
 			st := f.status(cr)
 			if st.Status != citav1.PhaseComplete || st.Step != citav1.StepDone {
 				t.Fatalf("status %s/%s: %s", st.Status, st.Step, st.Message)

@@ -138,7 +138,8 @@ func (c *Controller) wait(op *operation, w *nodeops.Workload, holder string) {
 }
 
 // waiters are the unfinished operations, not being deleted, that lock the
-// workload, in the order they get it; holder, the one holding it, is left out.
+// workload, in the order they get it; holder, the one holding it, is left
+// out, and so are those that released it and only await its pods' Ready.
 func (c *Controller) waiters(namespace, workloadKey string, holder types.UID) []metav1.Object {
 	var out []metav1.Object
 	for _, k := range c.kinds {
@@ -148,7 +149,7 @@ func (c *Controller) waiters(namespace, workloadKey string, holder types.UID) []
 		}
 		for _, item := range items {
 			o, ok := metaOf(item)
-			if !ok || endedInCache(k, item) || o.GetDeletionTimestamp() != nil || (holder != "" && o.GetUID() == holder) {
+			if !ok || doneWithNodesInCache(k, item) || o.GetDeletionTimestamp() != nil || (holder != "" && o.GetUID() == holder) {
 				continue
 			}
 			out = append(out, o)

@@ -72,6 +72,10 @@ func driveAll(t *testing.T, f *fixture, d deployed, ops map[string]object, kinds
 			return order
 		}
 	}
+	for name, cr := range ops {
+		st := f.status(cr)
+		t.Logf("%s: %s/%s %s %+v", name, st.Status, st.Step, st.Message, st.Conditions)
+	}
 	t.Fatal("operations did not all finish")
 	return nil
 }

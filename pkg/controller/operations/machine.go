@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -370,8 +369,15 @@ func (c *Controller) startAndEnd(ctx context.Context, op *operation) (time.Durat
 				return 0, err
 			}
 		}
-		c.setCondition(op, citav1.ConditionNodeStopped, metav1.ConditionFalse, "Started", "node(s) started")
+		started := "node(s) started"
+		if len(op.started) > 0 {
+			started = startedNote(op)
+		}
+		c.setCondition(op, citav1.ConditionNodeStopped, metav1.ConditionFalse, "Started", "%s", started)
 		c.setCondition(op, citav1.ConditionNodeLocked, metav1.ConditionFalse, "Released", "node(s) released")
+	}
+	if wait := c.awaitReady(op); wait > 0 {
+		return wait, nil
 	}
 	cond := meta.FindStatusCondition(op.status.Conditions, citav1.ConditionSucceeded)
 	st := op.status
@@ -381,8 +387,11 @@ func (c *Controller) startAndEnd(ctx context.Context, op *operation) (time.Durat
 		st.Status = citav1.PhaseComplete
 	}
 	msg := cond.Message
-	if len(op.started) > 0 {
-		msg += "; node started: " + strings.Join(op.started, ", ")
+	if started := startedNote(op); started != "" {
+		msg += "; " + started
+	}
+	if ready := meta.FindStatusCondition(st.Conditions, citav1.ConditionNodeReady); ready != nil && ready.Status != metav1.ConditionFalse {
+		msg += "; " + ready.Message
 	}
 	op.setStep(citav1.StepDone, "%s", msg)
 	return 0, nil

@@ -187,6 +187,20 @@ func TestStatusWrittenOnlyWhenItChanges(t *testing.T) {
 	}
 }
 
+// nodePod is the node's pod as the deployment holds it: Running and Ready.
+func nodePod(t *testing.T, d deployed) *corev1.Pod {
+	t.Helper()
+	for _, o := range d.objects {
+		if p, ok := o.(*corev1.Pod); ok && p.Name == d.pod {
+			p = p.DeepCopy()
+			p.ResourceVersion = ""
+			return p
+		}
+	}
+	t.Fatalf("no pod %s among the node's objects", d.pod)
+	return nil
+}
+
 // TestRunWithInformers runs the controller as main does, informers watching
 // the fakes, while the test plays the kubelet and the Job controller: the
 // event handlers alone must carry an operation from creation to Complete.
@@ -216,6 +230,9 @@ func TestRunWithInformers(t *testing.T) {
 		}
 		if dep, _ := f.kube.AppsV1().Deployments(ns).Get(ctx, "py-node0", metav1.GetOptions{}); *dep.Spec.Replicas == 0 {
 			_ = f.kube.CoreV1().Pods(ns).Delete(ctx, d.pod, metav1.DeleteOptions{})
+		} else if f.jobExists("fb-fallback") {
+			// Started again: the Deployment's pod comes back, Ready.
+			_, _ = f.kube.CoreV1().Pods(ns).Create(ctx, nodePod(t, d), metav1.CreateOptions{})
 		}
 		if job, err := f.kube.BatchV1().Jobs(ns).Get(ctx, "fb-fallback", metav1.GetOptions{}); err == nil && len(job.Status.Conditions) == 0 {
 			pod := jobPodFor(job, &jobargs.Result{Op: jobargs.OpFallback, BlockHeight: 100})

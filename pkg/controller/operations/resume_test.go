@@ -20,11 +20,7 @@ import (
 // removes the pods of a deleted Job.
 func world(f *fixture, d deployed, uid string, jobName string) {
 	if workloadReplicas(f, d) == 0 {
-		f.deletePod(d.pod)
-		if d.method == citav1.DeployMethodHelm {
-			f.deletePod("helm-chain-0")
-			f.deletePod("helm-chain-2")
-		}
+		f.deletePodsOf(workloadKey(d))
 	}
 	if f.jobExists(jobName) {
 		if len(f.c.jobPods(uid)) == 0 {

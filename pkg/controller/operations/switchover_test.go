@@ -39,7 +39,7 @@ func twoNodes() []runtime.Object {
 func playKubelet(f *fixture, names ...string) {
 	for _, n := range names {
 		if *f.statefulSet(n).Spec.Replicas == 0 {
-			f.deletePod(n + "-0")
+			f.deletePodsOf("StatefulSet/" + n)
 		}
 	}
 }
@@ -74,7 +74,8 @@ func TestSwitchover(t *testing.T) {
 		t.Fatalf("accounts after the swap: node0=%s node1=%s", a, b)
 	}
 	step("update switchovers/status sw") // done: outcome recorded
-	step("patch statefulsets node0", "patch statefulsets node1", "update switchovers/status sw")
+	step("patch statefulsets node0", "patch statefulsets node1", "update switchovers/status sw") // started
+	step("update switchovers/status sw")                                                         // both Ready
 	step("patch switchovers sw")
 	if st := f.status(cr); st.Status != citav1.PhaseComplete {
 		t.Fatalf("%s: %s", st.Status, st.Message)

@@ -233,12 +233,12 @@ func (s *settings) pvc(name string) *corev1.PersistentVolumeClaim {
 	}
 }
 
-// pod is a pod of a workload's controller: running on its machine, or
-// pending without one.
+// pod is a pod of a workload's controller: running and Ready on its
+// machine, or pending without one.
 func (s *settings) pod(name string, labels map[string]string, ownerKind, owner string, ownerUID string) *corev1.Pod {
-	phase := corev1.PodRunning
+	status := corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
 	if s.machine == "" {
-		phase = corev1.PodPending
+		status = corev1.PodStatus{Phase: corev1.PodPending}
 	}
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
@@ -246,6 +246,6 @@ func (s *settings) pod(name string, labels map[string]string, ownerKind, owner s
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: ownerKind, Name: owner, UID: types.UID(ownerUID), Controller: ptr.To(true)}},
 		},
 		Spec:   corev1.PodSpec{NodeName: s.machine},
-		Status: corev1.PodStatus{Phase: phase},
+		Status: status,
 	}
 }

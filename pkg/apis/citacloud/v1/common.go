@@ -39,7 +39,8 @@ type Phase string
 const (
 	// PhaseActive: the operation is waiting for its node or in progress.
 	PhaseActive Phase = "Active"
-	// PhaseComplete: the operation succeeded and the node was started again.
+	// PhaseComplete: the operation's work was done and checked, and a node
+	// it stopped was started again and seen Ready (condition NodeReady).
 	PhaseComplete Phase = "Complete"
 	// PhaseFailed: the operation failed; .status.message says why. A node the
 	// operator stopped has been started again.
@@ -58,7 +59,8 @@ const (
 	StepStopping Step = "Stopping"
 	// StepRunning: the operation's Job (or the Switchover swap) runs.
 	StepRunning Step = "Running"
-	// StepStarting: the node is being scaled back to its recorded replicas.
+	// StepStarting: the node is being scaled back to its recorded replicas,
+	// then awaited until every pod of its workload is Ready.
 	StepStarting Step = "Starting"
 	// StepDone: the operation has finished; see .status.status.
 	StepDone Step = "Done"
@@ -74,6 +76,11 @@ const (
 	// ConditionSucceeded is True when the operation's work succeeded, False
 	// when it failed.
 	ConditionSucceeded = "Succeeded"
+	// ConditionNodeReady is set once an operation that stopped its node has
+	// started it: Unknown while its pods are awaited, True when every pod of
+	// the started workload is Ready, False (the operation Failed with reason
+	// NodeNotReady) when they were not Ready in time.
+	ConditionNodeReady = "NodeReady"
 )
 
 // NodeTarget names the node an operation works on.
@@ -163,7 +170,7 @@ type OperationStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: NodeLocked, NodeStopped, Succeeded.
+	// Conditions: NodeLocked, NodeStopped, Succeeded, NodeReady.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
