@@ -73,7 +73,7 @@ func TestSwitchover(t *testing.T) {
 	if a, b := stsAccount(f.statefulSet("node0")), stsAccount(f.statefulSet("node1")); a != "node1-account" || b != "node0-account" {
 		t.Fatalf("accounts after the swap: node0=%s node1=%s", a, b)
 	}
-	step("update switchovers/status sw") // done: outcome recorded
+	step("update switchovers/status sw")                                                         // done: outcome recorded
 	step("patch statefulsets node0", "patch statefulsets node1", "update switchovers/status sw") // started
 	step("update switchovers/status sw")                                                         // both Ready
 	step("patch switchovers sw")
