@@ -121,7 +121,7 @@ func (e *env) contractOne(ctx context.Context, recorder record.EventRecorder, cr
 		return metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: gen, LastTransitionTime: now}
 	}
 	workload := "StatefulSet/" + name
-	cr.Status = citav1.OperationStatus{
+	cr.Status.OperationStatus = citav1.OperationStatus{
 		Status: citav1.PhaseActive, Step: citav1.StepStopping, StartTime: &now, ObservedGeneration: gen,
 		Message:    fmt.Sprintf("stopping %s (recorded 1 replicas on %s)", workload, machine),
 		Conditions: []metav1.Condition{cond(citav1.ConditionNodeLocked, metav1.ConditionTrue, "Locked", "node(s) locked")},

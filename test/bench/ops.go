@@ -44,7 +44,7 @@ func operationOf(obj any) (kind string, m metav1.Object, st *citav1.OperationSta
 	}
 	switch o := obj.(type) {
 	case *citav1.BlockHeightFallback:
-		return "BlockHeightFallback", o, &o.Status
+		return "BlockHeightFallback", o, &o.Status.OperationStatus
 	case *citav1.Backup:
 		return "Backup", o, &o.Status.OperationStatus
 	case *citav1.Snapshot:

@@ -42,7 +42,7 @@ func opStatus(t *testing.T, kind, ns, name string) (*citav1.OperationStatus, met
 		if err != nil {
 			return nil, nil, err
 		}
-		return &o.Status, o, nil
+		return &o.Status.OperationStatus, o, nil
 	case "Backup":
 		o, err := c.Backups(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {

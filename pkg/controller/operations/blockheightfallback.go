@@ -21,7 +21,7 @@ func init() {
 			return c.BlockHeightFallbacks(ns)
 		},
 		Operation: func(cr *citav1.BlockHeightFallback) *operation {
-			return nodeOperation(cr, &cr.Status, cr.Spec.NodeTarget, cr.Spec.NodeJobOptions, cr.Spec.JobOptions)
+			return nodeOperation(cr, &cr.Status.OperationStatus, cr.Spec.NodeTarget, cr.Spec.NodeJobOptions, cr.Spec.JobOptions)
 		},
 		hooks: hooks[*citav1.BlockHeightFallback]{
 			DirectNeedsStoppedNode: true,
@@ -37,6 +37,9 @@ func init() {
 					Consensus:           n.Consensus,
 					DeleteConsensusData: ptr.Deref(cr.Spec.DeleteConsensusData, false),
 				}}, nil
+			},
+			RecordResult: func(cr *citav1.BlockHeightFallback, r *jobargs.Result) {
+				cr.Status.HeightBefore = r.HeightBefore
 			},
 		},
 	})

@@ -113,7 +113,7 @@ func jobKinds() []jobKind {
 				return &citav1.Snapshot{ObjectMeta: meta0("sn"), Spec: citav1.SnapshotSpec{
 					NodeTarget: nodeTarget(d), NodeJobOptions: stopAndStart(), JobOptions: jobDefaults(), BlockHeight: 30, PVCSize: "2Gi"}}
 			},
-			result:  jobargs.Result{Op: jobargs.OpSnapshot, Bytes: 1 << 20, Files: 7, Checksum: "sha256:def", BlockHeight: 30},
+			result:  jobargs.Result{Op: jobargs.OpSnapshot, Bytes: 1 << 20, Files: 7, Checksum: "sha256:def", BlockHeight: 30, HeightBefore: ptr.To[int64](31)},
 			creates: []string{"create persistentvolumeclaims sn"},
 			claim:   "sn",
 		},
@@ -363,6 +363,9 @@ func assertKindStatus(t *testing.T, f *fixture, cr object, jk jobKind) {
 	case *citav1.Snapshot:
 		if got.Status.BlockHeight != 30 || got.Status.Allocate != 2<<30 || got.Status.Checksum != "sha256:def" {
 			t.Errorf("snapshot status %+v", got.Status)
+		}
+		if got.Status.HeightBefore == nil || *got.Status.HeightBefore != 31 {
+			t.Errorf("snapshot heightBefore %v, want 31 (the job's result)", got.Status.HeightBefore)
 		}
 	case *citav1.Restore:
 		if got.Status.Verified == nil || !*got.Status.Verified {

@@ -49,6 +49,10 @@ func TestFallbackTellsWhatCloudOpDid(t *testing.T) {
 				t.Errorf("message %q says %q", st.Message, tc.notMessage)
 			}
 			assertStartedWith(t, f, d, d.replicas)
+			got := f.cr(cr).(*citav1.BlockHeightFallback).Status.HeightBefore
+			if tc.ok && (got == nil || *got != *tc.result.HeightBefore) {
+				t.Errorf("status.heightBefore %v, want %d", got, *tc.result.HeightBefore)
+			}
 		})
 	}
 }

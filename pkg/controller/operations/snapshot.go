@@ -50,6 +50,7 @@ func init() {
 				if r.BlockHeight != 0 {
 					cr.Status.BlockHeight = r.BlockHeight
 				}
+				cr.Status.HeightBefore = r.HeightBefore
 			},
 		},
 	})

@@ -13,6 +13,7 @@ import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 // +kubebuilder:printcolumn:name="Chain",type=string,JSONPath=`.spec.chain`
 // +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.spec.node`
 // +kubebuilder:printcolumn:name="Height",type=integer,JSONPath=`.spec.blockHeight`,priority=1
+// +kubebuilder:printcolumn:name="Before",type=integer,JSONPath=`.status.heightBefore`,priority=1
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.status`
 // +kubebuilder:printcolumn:name="Step",type=string,JSONPath=`.status.step`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
@@ -26,7 +27,7 @@ type BlockHeightFallback struct {
 
 	// Status is the operation's progress and result.
 	// +optional
-	Status OperationStatus `json:"status,omitempty"`
+	Status BlockHeightFallbackStatus `json:"status,omitempty"`
 }
 
 // BlockHeightFallbackSpec is the desired fallback.
@@ -44,6 +45,18 @@ type BlockHeightFallbackSpec struct {
 	// +kubebuilder:default=false
 	// +optional
 	DeleteConsensusData *bool `json:"deleteConsensusData,omitempty"`
+}
+
+// BlockHeightFallbackStatus is the progress and result of a fallback.
+type BlockHeightFallbackStatus struct {
+	OperationStatus `json:",inline"`
+
+	// HeightBefore is the node's block height before the fallback, as
+	// cloud-op reported it (unset where it did not). Equal to
+	// spec.blockHeight: the node was already there and nothing was rolled
+	// back.
+	// +optional
+	HeightBefore *int64 `json:"heightBefore,omitempty"`
 }
 
 // BlockHeightFallbackList is a list of BlockHeightFallback.

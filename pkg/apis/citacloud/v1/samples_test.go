@@ -173,13 +173,15 @@ func fillStatus(obj sampleObject) {
 	}
 	switch o := obj.(type) {
 	case *citav1.BlockHeightFallback:
-		o.Status = st
+		o.Status.OperationStatus = st
+		o.Status.HeightBefore = ptr[int64](120)
 	case *citav1.Backup:
 		o.Status.OperationStatus = st
 		o.Status.Actual = 42
 	case *citav1.Snapshot:
 		o.Status.OperationStatus = st
 		o.Status.BlockHeight = 30
+		o.Status.HeightBefore = ptr[int64](31)
 	case *citav1.Restore:
 		o.Status.OperationStatus = st
 		o.Status.Verified = ptr(true)
@@ -196,11 +198,13 @@ func mutateStatus(obj sampleObject) {
 	var st *citav1.OperationStatus
 	switch o := obj.(type) {
 	case *citav1.BlockHeightFallback:
-		st = &o.Status
+		st = &o.Status.OperationStatus
+		*o.Status.HeightBefore = -1
 	case *citav1.Backup:
 		st = &o.Status.OperationStatus
 	case *citav1.Snapshot:
 		st = &o.Status.OperationStatus
+		*o.Status.HeightBefore = -1
 	case *citav1.Restore:
 		st = &o.Status.OperationStatus
 	case *citav1.Switchover:

@@ -59,6 +59,11 @@ type SnapshotStatus struct {
 	// BlockHeight is the height the snapshot was taken at.
 	// +optional
 	BlockHeight int64 `json:"blockHeight,omitempty"`
+
+	// HeightBefore is the node's block height when the snapshot was taken,
+	// where cloud-op reported it.
+	// +optional
+	HeightBefore *int64 `json:"heightBefore,omitempty"`
 }
 
 // SnapshotList is a list of Snapshot.
