@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -317,7 +318,8 @@ func (c *CloudOp) prepare(op jobargs.Op, p CloudOpParams) (jobargs.Result, []str
 	return res, args, err
 }
 
-// Snapshot has cloud-op write the chain state at p.Height to P/<h>, then hashes it into a
+// Snapshot has cloud-op write the chain state at p.Height to P/<h>, checks that it wrote
+// both chain_data and data with data in them (chainStateGaps), then hashes them into a
 // manifest there so that restoring it is verified.
 func Snapshot(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result, error) {
 	res, args, err := c.prepare(jobargs.OpSnapshot, p)
@@ -332,8 +334,11 @@ func Snapshot(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result,
 	if err := c.run(ctx, args, nil); err != nil {
 		return res, err
 	}
-	if !isDir(filepath.Join(dir, ChainDataDir)) {
-		return res, fmt.Errorf("cloud-op %s succeeded but wrote no %s", args[0], filepath.Join(dir, ChainDataDir))
+	// cloud-op's exit status is not enough: a snapshot is only what it wrote.
+	if gaps, err := chainStateGaps(dir); err != nil {
+		return res, err
+	} else if len(gaps) > 0 {
+		return res, fmt.Errorf("cloud-op %s exited 0 but %s", args[0], describeGaps(gaps, "wrote no"))
 	}
 	if err := syncFS(dir); err != nil {
 		return res, err
@@ -374,4 +379,92 @@ func SnapshotRestore(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.
 // snapshotDir is where both generations put the snapshot at height h.
 func snapshotDir(backupPath string, h int64) string {
 	return filepath.Join(backupPath, strconv.FormatInt(h, 10))
+}
+
+// A stateGap is what keeps a directory from holding a node's chain state: one of chain_data
+// and data absent, not a directory, or holding no data.
+type stateGap struct {
+	path string
+	kind gapKind
+}
+
+type gapKind int
+
+const (
+	gapAbsent gapKind = iota
+	gapNotDir
+	gapEmpty
+)
+
+// chainStateGaps says what root lacks of a node's chain state: each of chain_data and data
+// must be a directory (a symlink to one is not) holding data, that is at least one regular
+// file of at least one byte somewhere in its tree. Sub-directories, empty files (RocksDB's
+// LOCK) and symlinks are not data: a tree of only those is what a copy that stopped early
+// leaves (mkdir -p, touch), and a database that holds anything, RocksDB or opendal, always
+// has a file with bytes in it.
+func chainStateGaps(root string) ([]stateGap, error) {
+	var gaps []stateGap
+	for _, name := range chainState {
+		p := filepath.Join(root, name)
+		fi, err := os.Lstat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			gaps = append(gaps, stateGap{p, gapAbsent})
+			continue
+		case err != nil:
+			return nil, err
+		case !fi.IsDir():
+			gaps = append(gaps, stateGap{p, gapNotDir})
+			continue
+		}
+		full, err := holdsData(p)
+		if err != nil {
+			return nil, err
+		}
+		if !full {
+			gaps = append(gaps, stateGap{p, gapEmpty})
+		}
+	}
+	return gaps, nil
+}
+
+// holdsData reports whether the tree at dir has a regular file of at least one byte; it
+// stops at the first one, so a full database costs a few directory reads.
+func holdsData(dir string) (bool, error) {
+	found := false
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if fi.Size() > 0 {
+			found = true
+			return fs.SkipAll
+		}
+		return nil
+	})
+	return found, err
+}
+
+// describeGaps names every gap in one phrase; absent is how the caller says a directory is
+// missing ("wrote no", "left no", "no").
+func describeGaps(gaps []stateGap, absent string) string {
+	parts := make([]string, 0, len(gaps))
+	for _, g := range gaps {
+		switch g.kind {
+		case gapAbsent:
+			parts = append(parts, absent+" "+g.path)
+		case gapNotDir:
+			parts = append(parts, g.path+" is not a directory")
+		case gapEmpty:
+			parts = append(parts, g.path+" is empty")
+		}
+	}
+	return strings.Join(parts, " and ")
 }

@@ -143,8 +143,8 @@ func TestCloudOpCommandLines(t *testing.T) {
 							node := makeCloudOpNode(t)
 							snapshots := t.TempDir()
 							snap := filepath.Join(snapshots, "1234")
-							// A fake snapshot writes P/<h> as both generations do.
-							argsLog := installFakeCloudOp(t, gen, fmt.Sprintf("mkdir -p %q/chain_data %q/data && echo block > %q/chain_data/000009.sst", snap, snap, snap))
+							// A fake snapshot writes P/<h> as DESIGN §4 says both generations do.
+							argsLog := installFakeCloudOp(t, gen, fmt.Sprintf("mkdir -p %q/chain_data %q/data && echo block > %q/chain_data/000009.sst && echo state > %q/data/000010.sst", snap, snap, snap, snap))
 							if oc.op == jobargs.OpSnapshotRestore {
 								makeSnapshot(t, snap)
 							}
@@ -170,7 +170,7 @@ func TestCloudOpCommandLines(t *testing.T) {
 								if res.Bytes == 0 || res.Checksum == "" {
 									t.Errorf("snapshot result %+v lacks bytes or checksum", res)
 								}
-								if m, _, err := readManifest(snap); err != nil || len(m) != 1 {
+								if m, _, err := readManifest(snap); err != nil || len(m) != 2 {
 									t.Errorf("snapshot manifest: %v, %v", m, err)
 								}
 							case oc.op == jobargs.OpSnapshotRestore && gen == jobargs.CloudOpCurrent:

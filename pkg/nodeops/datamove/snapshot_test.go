@@ -1,0 +1,82 @@
+package datamove
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
+)
+
+// What a fake cloud-op writes as the snapshot $SNAP (P/<h>). The legacy generation gets the
+// same layouts as the current one, P/<h>/{chain_data,data} as DESIGN §4 has it, although
+// state-backup v0.2.5 (src/backup/state.rs:50-51) opens P/<h> itself as one RocksDB, the
+// executor's statedb:
+//
+//	let backup_path = backup_path.join(height.to_string());
+//	let backup_rocks_db = Arc::new(RocksDB::open(backup_path.to_str().unwrap(), &config).unwrap());
+const (
+	writesWholeSnapshot = `mkdir -p "$SNAP/chain_data" "$SNAP/data/statedb"
+echo blocks > "$SNAP/chain_data/000001.sst"; echo state > "$SNAP/data/statedb/000002.sst"`
+	writesNoData = `mkdir -p "$SNAP/chain_data"; echo blocks > "$SNAP/chain_data/000001.sst"`
+	// An empty chain_data: directories and an empty file only.
+	writesEmptyChainData = `mkdir -p "$SNAP/chain_data/empty/deeper" "$SNAP/data/statedb"; : > "$SNAP/chain_data/LOCK"
+echo state > "$SNAP/data/statedb/000002.sst"`
+	writesDataAsFile = `mkdir -p "$SNAP/chain_data"; echo blocks > "$SNAP/chain_data/000001.sst"; echo state > "$SNAP/data"`
+	writesDataAsLink = `mkdir -p "$SNAP/chain_data" "$SNAP.elsewhere"; echo blocks > "$SNAP/chain_data/000001.sst"
+echo state > "$SNAP.elsewhere/000002.sst"; ln -s "$SNAP.elsewhere" "$SNAP/data"`
+)
+
+// TestSnapshotChecksWhatCloudOpWrote: a cloud-op that exits 0 has made a snapshot only if
+// P/<h> holds both chain_data and data, each a directory with data in it; otherwise the
+// reason names each thing missing, and no manifest makes the partial snapshot look whole.
+func TestSnapshotChecksWhatCloudOpWrote(t *testing.T) {
+	for _, gen := range []string{jobargs.CloudOpLegacy, jobargs.CloudOpCurrent} {
+		for name, tc := range map[string]struct {
+			script string
+			// wantErr: %[1]s is the cloud-op command, %[2]s the snapshot P/<h>.
+			wantErr string
+		}{
+			"whole":              {script: writesWholeSnapshot},
+			"no data":            {script: writesNoData, wantErr: "cloud-op %[1]s exited 0 but wrote no %[2]s/data"},
+			"nothing":            {script: "exit 0", wantErr: "cloud-op %[1]s exited 0 but wrote no %[2]s/chain_data and wrote no %[2]s/data"},
+			"empty chain_data":   {script: writesEmptyChainData, wantErr: "cloud-op %[1]s exited 0 but %[2]s/chain_data is empty"},
+			"data is a file":     {script: writesDataAsFile, wantErr: "cloud-op %[1]s exited 0 but %[2]s/data is not a directory"},
+			"data is a symlink":  {script: writesDataAsLink, wantErr: "cloud-op %[1]s exited 0 but %[2]s/data is not a directory"},
+			"all of it is wrong": {script: `mkdir -p "$SNAP/chain_data"`, wantErr: "cloud-op %[1]s exited 0 but %[2]s/chain_data is empty and wrote no %[2]s/data"},
+		} {
+			t.Run(gen+"/"+name, func(t *testing.T) {
+				snapshots := t.TempDir()
+				snap := filepath.Join(snapshots, "100")
+				t.Setenv("SNAP", snap)
+				installFakeCloudOp(t, gen, tc.script)
+				c, err := DetectCloudOp(context.Background(), "cloud-op", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, err := Snapshot(context.Background(), c, CloudOpParams{Height: 100, NodeRoot: makeCloudOpNode(t), ConfigPath: "/c", BackupPath: snapshots, Crypto: "sm", Consensus: "raft"})
+				if tc.wantErr == "" {
+					if err != nil {
+						t.Fatalf("err = %v", err)
+					}
+					if res.Files != 2 || res.Checksum == "" {
+						t.Errorf("result %+v, want 2 files and a checksum", res)
+					}
+					return
+				}
+				command := map[string]string{jobargs.CloudOpLegacy: "state-backup", jobargs.CloudOpCurrent: "backup"}[gen]
+				if want := fmt.Sprintf(tc.wantErr, command, snap); err == nil || err.Error() != want {
+					t.Fatalf("err = %v\nwant %s", err, want)
+				}
+				if _, err := os.Lstat(filepath.Join(snap, ManifestFile)); !os.IsNotExist(err) {
+					t.Errorf("a manifest was written for a snapshot cloud-op did not make whole")
+				}
+				if res.Checksum != "" {
+					t.Errorf("failed snapshot reports checksum %s", res.Checksum)
+				}
+			})
+		}
+	}
+}
