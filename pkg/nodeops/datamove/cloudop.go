@@ -353,16 +353,15 @@ func Snapshot(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result,
 
 // SnapshotRestore restores the snapshot P/<h> (P = p.BackupPath) into the node root: with the
 // legacy generation through cloud-op's state-recover, guarded by a checkpoint; with the
-// current one, which has no such command, as a verified Restore of P/<h>.
+// current one, which has no such command, as a verified Restore of P/<h>. Either way the
+// snapshot must hold chain_data and data with data in them before anything is restored:
+// Restore accepts a source without data (a backup of a node that had none) and then leaves
+// the node without data too, and a manifest only vouches for the files it lists.
 func SnapshotRestore(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result, error) {
-	args, err := cloudOpArgs(c.Generation, jobargs.OpSnapshotRestore, p)
-	if errors.Is(err, errNoCloudOpCommand) {
-		res, err := Restore(ctx, RestoreOptions{Source: snapshotDir(p.BackupPath, p.Height), NodeRoot: p.NodeRoot, DeleteConsensusData: p.DeleteConsensusData})
-		res.CloudOpGeneration, res.BlockHeight = c.Generation, p.Height
-		return res, err
-	}
 	res := jobargs.Result{CloudOpGeneration: c.Generation, BlockHeight: p.Height}
-	if err != nil {
+	args, err := cloudOpArgs(c.Generation, jobargs.OpSnapshotRestore, p)
+	viaRestore := errors.Is(err, errNoCloudOpCommand)
+	if err != nil && !viaRestore {
 		return res, err
 	}
 	note, err := RecoverNodeRoot(p.NodeRoot)
@@ -370,8 +369,17 @@ func SnapshotRestore(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.
 	if err != nil {
 		return res, err
 	}
-	if !isDir(filepath.Join(snapshotDir(p.BackupPath, p.Height), ChainDataDir)) {
-		return res, fmt.Errorf("snapshot %s has %w", snapshotDir(p.BackupPath, p.Height), errNoChainData)
+	snap := snapshotDir(p.BackupPath, p.Height)
+	if gaps, err := chainStateGaps(snap); err != nil {
+		return res, err
+	} else if len(gaps) > 0 {
+		return res, fmt.Errorf("snapshot %s cannot be restored: %s; the node's data was not touched", snap, describeGaps(gaps, "no"))
+	}
+	if viaRestore {
+		restored, err := Restore(ctx, RestoreOptions{Source: snap, NodeRoot: p.NodeRoot, DeleteConsensusData: p.DeleteConsensusData})
+		restored.CloudOpGeneration, restored.BlockHeight = res.CloudOpGeneration, res.BlockHeight
+		restored.Warning = joinWarnings([]string{note, restored.Warning})
+		return restored, err
 	}
 	return res, c.runInPlace(ctx, p.NodeRoot, args, nil)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
@@ -77,6 +78,79 @@ func TestSnapshotChecksWhatCloudOpWrote(t *testing.T) {
 					t.Errorf("failed snapshot reports checksum %s", res.Checksum)
 				}
 			})
+		}
+	}
+}
+
+// TestSnapshotRestoreChecksTheSnapshotFirst: a snapshot without data, or with an empty
+// chain_data or data, is refused before cloud-op runs or anything is staged, naming what it
+// lacks, the node's data as it was. The current generation's snapshot gets a manifest of
+// what it holds, so that Restore's verification alone would let it through.
+func TestSnapshotRestoreChecksTheSnapshotFirst(t *testing.T) {
+	for _, gen := range []string{jobargs.CloudOpLegacy, jobargs.CloudOpCurrent} {
+		for name, tc := range map[string]struct {
+			files   map[string]string // relative path → content; a path ending in / is a directory
+			wantErr string            // %[1]s is the snapshot P/<h>
+		}{
+			"no data": {files: map[string]string{"chain_data/000001.sst": "blocks"},
+				wantErr: "snapshot %[1]s cannot be restored: no %[1]s/data; the node's data was not touched"},
+			"empty chain_data": {files: map[string]string{"chain_data/empty/": "", "chain_data/LOCK": "", "data/statedb/000002.sst": "state"},
+				wantErr: "snapshot %[1]s cannot be restored: %[1]s/chain_data is empty; the node's data was not touched"},
+			"empty data": {files: map[string]string{"chain_data/000001.sst": "blocks", "data/statedb/": ""},
+				wantErr: "snapshot %[1]s cannot be restored: %[1]s/data is empty; the node's data was not touched"},
+			"no snapshot": {files: map[string]string{},
+				wantErr: "snapshot %[1]s cannot be restored: no %[1]s/chain_data and no %[1]s/data; the node's data was not touched"},
+		} {
+			t.Run(gen+"/"+name, func(t *testing.T) {
+				node := t.TempDir()
+				makeNodeRoot(t, node, nodeRootSpec{smallFiles: 5, seed: 2})
+				before := fingerprint(t, node)
+				delete(before, ".")
+				snapshots := t.TempDir()
+				snap := filepath.Join(snapshots, "100")
+				writeTree(t, snap, tc.files)
+				if gen == jobargs.CloudOpCurrent && len(tc.files) > 0 {
+					if _, _, err := writeSnapshotManifest(context.Background(), snap); err != nil {
+						t.Fatal(err)
+					}
+				}
+				argsLog := installFakeCloudOp(t, gen, "exit 0")
+				c, err := DetectCloudOp(context.Background(), "cloud-op", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = SnapshotRestore(context.Background(), c, CloudOpParams{Height: 100, NodeRoot: node, ConfigPath: "/c", BackupPath: snapshots, Crypto: "sm", Consensus: "raft", DeleteConsensusData: true})
+				if want := fmt.Sprintf(tc.wantErr, snap); err == nil || err.Error() != want {
+					t.Fatalf("err = %v\nwant %s", err, want)
+				}
+				if readArgsLog(t, argsLog) != nil {
+					t.Errorf("cloud-op ran on a snapshot that lacks chain state")
+				}
+				after := fingerprint(t, node)
+				delete(after, ".")
+				if d := diffFingerprints(before, after); d != "" {
+					t.Errorf("node root changed:\n%s", d)
+				}
+			})
+		}
+	}
+}
+
+// writeTree writes files (relative path → content; a path ending in / is a directory) under
+// root.
+func writeTree(t *testing.T, root string, files map[string]string) {
+	t.Helper()
+	for rel, content := range files {
+		p := filepath.Join(root, rel)
+		if strings.HasSuffix(rel, "/") {
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
