@@ -199,13 +199,18 @@ func tail(out []byte, n int) string {
 var guardedNames = append(append([]string(nil), chainState...), consensusData...)
 
 // runInPlace runs a cloud-op command that rewrites the node's databases, guarded by a
-// checkpoint: put back if cloud-op fails or this process is stopped, removed after success.
+// checkpoint: put back if cloud-op fails, if verify (when set) finds that what cloud-op left
+// is wrong although it exited 0, or if this process is stopped; removed after success.
 // A SIGKILL leaves the checkpoint complete, and the next run's RecoverNodeRoot puts it back.
-func (c *CloudOp) runInPlace(ctx context.Context, nodeRoot string, args []string, said func(line string)) error {
+func (c *CloudOp) runInPlace(ctx context.Context, nodeRoot string, args []string, said func(line string), verify func() error) error {
 	if err := takeCheckpoint(ctx, nodeRoot, guardedNames); err != nil {
 		return err
 	}
-	if err := c.run(ctx, args, said); err != nil {
+	err := c.run(ctx, args, said)
+	if err == nil && verify != nil {
+		err = verify()
+	}
+	if err != nil {
 		if rerr := rollbackCheckpoint(nodeRoot); rerr != nil {
 			return fmt.Errorf("%w; putting the checkpoint back also failed (it stays in %s for the next run): %v", err, filepath.Join(nodeRoot, checkpointDir), rerr)
 		}
@@ -214,17 +219,36 @@ func (c *CloudOp) runInPlace(ctx context.Context, nodeRoot string, args []string
 	return removeCheckpoint(nodeRoot)
 }
 
+// leftChainState is the check after an in-place cloud-op command exited 0: the node root
+// still holds chain_data and data with data in them.
+func leftChainState(nodeRoot, command string) error {
+	gaps, err := chainStateGaps(nodeRoot)
+	if err != nil {
+		return fmt.Errorf("checking what cloud-op %s left: %w", command, err)
+	}
+	if len(gaps) > 0 {
+		return fmt.Errorf("cloud-op %s exited 0 but %s", command, describeGaps(gaps, "left no"))
+	}
+	return nil
+}
+
 // Fallback rolls the node's chain state back to p.Height, and reports what cloud-op says it
 // did: a cloud-op that finds the node at or below the height changes nothing (v6.7.4 says so
 // and exits 0, the legacy generation panics). At the height, that is a success that rolled
-// nothing back; below it, a failure naming both heights.
+// nothing back; below it, a failure naming both heights. A rollback that leaves the node
+// without chain_data or data, or with one of them empty, fails and is undone.
 func Fallback(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result, error) {
 	res, args, err := c.prepare(jobargs.OpFallback, p)
 	if err != nil {
 		return res, err
 	}
 	var said rollbackReport
-	err = c.runInPlace(ctx, p.NodeRoot, args, said.line)
+	err = c.runInPlace(ctx, p.NodeRoot, args, said.line, func() error {
+		if said.ignored {
+			return nil // cloud-op said it changed nothing
+		}
+		return leftChainState(p.NodeRoot, args[0])
+	})
 	if said.current == nil {
 		return res, err
 	}
@@ -381,7 +405,7 @@ func SnapshotRestore(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.
 		restored.Warning = joinWarnings([]string{note, restored.Warning})
 		return restored, err
 	}
-	return res, c.runInPlace(ctx, p.NodeRoot, args, nil)
+	return res, c.runInPlace(ctx, p.NodeRoot, args, nil, func() error { return leftChainState(p.NodeRoot, args[0]) })
 }
 
 // snapshotDir is where both generations put the snapshot at height h.

@@ -29,15 +29,18 @@ echo "note: run with RUST_BACKTRACE=1 environment variable to display a backtrac
 // height before; a height at the node's is a success that rolled nothing
 // back; a height above it fails naming both heights, the data untouched;
 // for both generations. A cloud-op that prints no height is reported as
-// before (nothing known).
+// before (nothing known). A rollback that exits 0 but leaves the node
+// without data, or with an empty chain_data, fails and is undone; a
+// rollback cloud-op ignored is not held to that, having changed nothing.
 func TestFallbackReportsWhatCloudOpDid(t *testing.T) {
 	for name, tc := range map[string]struct {
 		gen, script     string
 		current, target string
 		height          int64
+		noData          bool  // the node has an empty data before the fallback
 		wantBefore      int64 // -1: not reported
 		wantRolledBack  *bool
-		wantErr         string
+		wantErr         string // $NODE is the node root
 	}{
 		"current rolls back": {gen: jobargs.CloudOpCurrent, script: currentRolls, height: 100, wantBefore: 120, wantRolledBack: ptrBool(true)},
 		"current at height":  {gen: jobargs.CloudOpCurrent, script: currentIgnores, current: "100", target: "100", height: 100, wantBefore: 100, wantRolledBack: ptrBool(false)},
@@ -47,25 +50,40 @@ func TestFallbackReportsWhatCloudOpDid(t *testing.T) {
 		"legacy below":       {gen: jobargs.CloudOpLegacy, script: legacyRefuses, current: "80", target: "100", height: 100, wantBefore: 80, wantErr: "the node is at height 80, below the fallback's height 100"},
 		"prints no height":   {gen: jobargs.CloudOpCurrent, script: "exit 0", height: 100, wantBefore: -1},
 		"fails, no height":   {gen: jobargs.CloudOpCurrent, script: `echo "Error: storage open failed" >&2; exit 2`, height: 100, wantBefore: -1, wantErr: "Error: storage open failed"},
+		"current loses data": {gen: jobargs.CloudOpCurrent, script: `rm -rf "$NODE_ROOT/data"; ` + currentRolls, height: 100, wantBefore: 120,
+			wantErr: "cloud-op rollback exited 0 but left no $NODE/data (the node's data was put back as it was)"},
+		"legacy empties chain_data": {gen: jobargs.CloudOpLegacy, script: `rm -rf "$NODE_ROOT"/chain_data/*; ` + legacyRolls, height: 100, wantBefore: 120,
+			wantErr: "cloud-op recover exited 0 but $NODE/chain_data is empty (the node's data was put back as it was)"},
+		"prints no height, loses data": {gen: jobargs.CloudOpCurrent, script: `rm -rf "$NODE_ROOT/data"`, height: 100, wantBefore: -1,
+			wantErr: "cloud-op rollback exited 0 but left no $NODE/data (the node's data was put back as it was)"},
+		"current at height, no data": {gen: jobargs.CloudOpCurrent, script: currentIgnores, current: "100", target: "100", height: 100, noData: true, wantBefore: 100, wantRolledBack: ptrBool(false)},
 	} {
 		t.Run(name, func(t *testing.T) {
 			node := t.TempDir()
 			makeNodeRoot(t, node, nodeRootSpec{smallFiles: 5, seed: 1})
+			if tc.noData {
+				if err := os.RemoveAll(filepath.Join(node, "data")); err != nil {
+					t.Fatal(err)
+				}
+				os.Mkdir(filepath.Join(node, "data"), 0o755)
+			}
 			before := fingerprint(t, node)
 			delete(before, ".")
 			t.Setenv("CURRENT", tc.current)
 			t.Setenv("TARGET", tc.target)
+			t.Setenv("NODE_ROOT", node)
 			installFakeCloudOp(t, tc.gen, tc.script)
 			c, err := DetectCloudOp(context.Background(), "cloud-op", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			res, err := Fallback(context.Background(), c, CloudOpParams{Height: tc.height, NodeRoot: node, ConfigPath: "/c", Crypto: "sm", Consensus: "raft"})
+			wantErr := strings.ReplaceAll(tc.wantErr, "$NODE", node)
 			switch {
-			case tc.wantErr == "" && err != nil:
+			case wantErr == "" && err != nil:
 				t.Fatalf("err = %v", err)
-			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
-				t.Fatalf("err = %v, want it to say %q", err, tc.wantErr)
+			case wantErr != "" && (err == nil || !strings.Contains(err.Error(), wantErr)):
+				t.Fatalf("err = %v, want it to say %q", err, wantErr)
 			}
 			switch {
 			case tc.wantBefore < 0 && res.HeightBefore != nil:

@@ -154,3 +154,54 @@ func writeTree(t *testing.T, root string, files map[string]string) {
 		}
 	}
 }
+
+// TestLegacySnapshotRestoreChecksWhatCloudOpLeft: a state-recover that exits 0 but leaves
+// the node without data, or with an empty chain_data, fails naming it, and the checkpoint
+// is put back as after a failed cloud-op.
+func TestLegacySnapshotRestoreChecksWhatCloudOpLeft(t *testing.T) {
+	for name, tc := range map[string]struct {
+		script  string
+		wantErr string // $NODE is the node root
+	}{
+		"rewrites the data": {script: `echo recovered > "$NODE_ROOT/data/statedb/CURRENT"`},
+		"loses data": {script: `rm -rf "$NODE_ROOT/data"`,
+			wantErr: "cloud-op state-recover exited 0 but left no $NODE/data (the node's data was put back as it was)"},
+		"empties chain_data": {script: `rm -rf "$NODE_ROOT"/chain_data/*; touch "$NODE_ROOT/chain_data/LOCK"`,
+			wantErr: "cloud-op state-recover exited 0 but $NODE/chain_data is empty (the node's data was put back as it was)"},
+		"loses both": {script: `rm -rf "$NODE_ROOT/data" "$NODE_ROOT/chain_data"`,
+			wantErr: "cloud-op state-recover exited 0 but left no $NODE/chain_data and left no $NODE/data (the node's data was put back as it was)"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			node := t.TempDir()
+			makeNodeRoot(t, node, nodeRootSpec{smallFiles: 5, seed: 5})
+			before := fingerprint(t, node)
+			delete(before, ".")
+			snapshots := t.TempDir()
+			makeSnapshot(t, filepath.Join(snapshots, "100"))
+			t.Setenv("NODE_ROOT", node)
+			installFakeCloudOp(t, jobargs.CloudOpLegacy, tc.script)
+			c, err := DetectCloudOp(context.Background(), "cloud-op", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = SnapshotRestore(context.Background(), c, CloudOpParams{Height: 100, NodeRoot: node, ConfigPath: "/c", BackupPath: snapshots, Crypto: "sm", Consensus: "raft"})
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("err = %v", err)
+				}
+			} else {
+				if want := strings.ReplaceAll(tc.wantErr, "$NODE", node); err == nil || err.Error() != want {
+					t.Fatalf("err = %v\nwant %s", err, want)
+				}
+				after := fingerprint(t, node)
+				delete(after, ".")
+				if d := diffFingerprints(before, after); d != "" {
+					t.Errorf("node root after a state-recover that lost data differs from before:\n%s", d)
+				}
+			}
+			if _, err := os.Lstat(filepath.Join(node, checkpointDir)); !os.IsNotExist(err) {
+				t.Errorf("checkpoint left behind")
+			}
+		})
+	}
+}
