@@ -242,7 +242,7 @@ func Fallback(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result,
 	if err != nil {
 		return res, err
 	}
-	var said rollbackReport
+	var said heightReport
 	err = c.runInPlace(ctx, p.NodeRoot, args, said.line, func() error {
 		if said.ignored {
 			return nil // cloud-op said it changed nothing
@@ -269,14 +269,17 @@ func Fallback(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result,
 	return res, nil
 }
 
-// rollbackReport reads what cloud-op prints around a rollback: the node's current height
-// (v6.7.x: "current height: N"; legacy: "layer2 current height: N"), and whether it refused
-// a height at or above it (v6.7.4: "rollback height(H) >= current height(N), ignore
-// rollback" and exit 0; legacy: a panic "recover height(H) >= current height(N)").
-type rollbackReport struct {
+// heightReport reads what cloud-op prints around a rollback or a snapshot: the node's
+// current height (v6.7.x rollback and backup: "current height: N"; legacy recover: "layer2
+// current height: N"; legacy state-backup prints none), and whether it refused a height at
+// or above it (v6.7.4 rollback: "rollback height(H) >= current height(N), ignore rollback"
+// and exit 0; legacy recover: a panic "recover height(H) >= current height(N)"; v6.7.x
+// backup: a panic "backup height(H) >= current height(N)").
+type heightReport struct {
 	current       *int64
 	ignored       bool
 	legacyRefused bool
+	backupRefused bool
 }
 
 // lineWriter passes what is written to it to line, a line at a time.
@@ -308,7 +311,7 @@ func (w *lineWriter) flush() {
 	}
 }
 
-func (r *rollbackReport) line(l string) {
+func (r *heightReport) line(l string) {
 	l = strings.TrimSpace(l)
 	for _, prefix := range []string{"current height:", "layer2 current height:"} {
 		if v, ok := strings.CutPrefix(l, prefix); ok && r.current == nil {
@@ -322,6 +325,8 @@ func (r *rollbackReport) line(l string) {
 		r.ignored = true
 	case strings.Contains(l, "recover height(") && strings.Contains(l, ">= current height("):
 		r.legacyRefused = true
+	case strings.Contains(l, "backup height(") && strings.Contains(l, ">= current height("):
+		r.backupRefused = true
 	}
 }
 
@@ -344,7 +349,9 @@ func (c *CloudOp) prepare(op jobargs.Op, p CloudOpParams) (jobargs.Result, []str
 
 // Snapshot has cloud-op write the chain state at p.Height to P/<h>, checks that it wrote
 // both chain_data and data with data in them (chainStateGaps), then hashes them into a
-// manifest there so that restoring it is verified.
+// manifest there so that restoring it is verified. The node's height is reported where
+// cloud-op says it (the current generation does, the legacy one does not); a height the
+// node is not above fails naming both heights.
 func Snapshot(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result, error) {
 	res, args, err := c.prepare(jobargs.OpSnapshot, p)
 	if err != nil {
@@ -355,14 +362,32 @@ func Snapshot(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result,
 	if err := os.RemoveAll(dir); err != nil {
 		return res, err
 	}
-	if err := c.run(ctx, args, nil); err != nil {
-		return res, err
+	var said heightReport
+	runErr := c.run(ctx, args, said.line)
+	// The current generation snapshots only a height below the node's.
+	notBelow := ""
+	if said.current != nil {
+		current := *said.current
+		res.HeightBefore = &current
+		if current <= p.Height {
+			notBelow = fmt.Sprintf("the node is at height %d, not above the snapshot's height %d", current, p.Height)
+		}
+	}
+	if runErr != nil {
+		if said.backupRefused && notBelow != "" {
+			return res, fmt.Errorf("%s: cloud-op %s made no snapshot", notBelow, args[0])
+		}
+		return res, runErr
 	}
 	// cloud-op's exit status is not enough: a snapshot is only what it wrote.
 	if gaps, err := chainStateGaps(dir); err != nil {
 		return res, err
 	} else if len(gaps) > 0 {
-		return res, fmt.Errorf("cloud-op %s exited 0 but %s", args[0], describeGaps(gaps, "wrote no"))
+		reason := fmt.Sprintf("cloud-op %s exited 0 but %s", args[0], describeGaps(gaps, "wrote no"))
+		if notBelow != "" {
+			reason += ": " + notBelow
+		}
+		return res, errors.New(reason)
 	}
 	if err := syncFS(dir); err != nil {
 		return res, err

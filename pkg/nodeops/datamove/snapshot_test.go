@@ -205,3 +205,104 @@ func TestLegacySnapshotRestoreChecksWhatCloudOpLeft(t *testing.T) {
 		})
 	}
 }
+
+// What cloud-op prints when it makes a snapshot, from its sources.
+//
+// Current generation: cita-cloud/cloud-op has no tag v6.7.4; its tag v0.3.1 is the commit
+// "bump v6.7.4" (b7f52fd, the CITA-Cloud v6.7.4 dependencies), and src/backup/mod.rs:31-39
+// there (unchanged on master) prints the node's height first and panics (exit 101) for a
+// height the node is not above, before writing anything:
+//
+//	println!("current height: {}", current_height);
+//	let backup_height = height.unwrap_or(current_height);
+//	println!("backup height: {}", backup_height);
+//	if backup_height >= current_height {
+//	    panic!(
+//	        "backup height({}) >= current height({})",
+//	        backup_height, current_height
+//	    );
+//	}
+//
+// then "copy excutor state done!", "copy excutor chain_db done!", "copy storage chain_data
+// done!", "backup done!". The image is built with a Rust ≥ 1.73 (rust:slim-bullseye, 2024),
+// which puts a panic's message on the line after "thread 'main' panicked at <file>:<line>:<col>:".
+//
+// Legacy generation: v0.2.0 to v0.2.5 src/backup/state.rs (v0.2.5 lines 38-41 and 122)
+// print no height at all; they return, exit 0 and nothing written, when the backup
+// directory cannot be made, and a height the node does not have panics at an unwrap (v0.2.5
+// line 59):
+//
+//	if let Err(e) = std::fs::create_dir_all(&backup_path) {
+//	    println!(" backup dir create err {:?}", e);
+//	    return;
+//	}
+//	...
+//	println!("extract_backup finish.");
+const (
+	currentBacksUp = `echo "current height: 120"; echo "backup height: 100"
+` + writesWholeSnapshot + `
+echo "copy excutor state done!"; echo "copy excutor chain_db done!"; echo "copy storage chain_data done!"; echo "backup done!"`
+	currentRefusesBackup = `echo "current height: $CURRENT"; echo "backup height: $TARGET"
+echo "thread 'main' panicked at src/backup/mod.rs:35:9:" >&2
+echo "backup height($TARGET) >= current height($CURRENT)" >&2
+echo "note: run with RUST_BACKTRACE=1 environment variable to display a backtrace" >&2; exit 101`
+	// Not what v0.3.1 does, but what its rollback came to do after it (ignore, exit 0):
+	// the reason must still name both heights.
+	currentIgnoresBackup = `echo "current height: $CURRENT"; echo "backup height: $TARGET"
+echo "backup height($TARGET) >= current height($CURRENT), ignore backup"; exit 0`
+	legacyBacksUp       = writesWholeSnapshot + `; echo "extract_backup finish."`
+	legacyCannotMakeDir = `echo ' backup dir create err Os { code: 13, kind: PermissionDenied, message: "Permission denied" }'; exit 0`
+	legacyNoSuchHeight  = "cat >&2 <<'PANIC'\nthread 'main' panicked at 'called `Option::unwrap()` on a `None` value', src/backup/state.rs:59:10\nPANIC\nexit 101"
+)
+
+// TestSnapshotReportsTheNodesHeight: the height cloud-op says the node is at is the
+// snapshot's heightBefore; a snapshot height the node is not above fails naming both
+// heights, whether cloud-op panics or exits 0 having written nothing. The legacy
+// generation says no height, and none is reported.
+func TestSnapshotReportsTheNodesHeight(t *testing.T) {
+	for name, tc := range map[string]struct {
+		gen, script     string
+		current, target string
+		wantBefore      int64  // -1: not reported
+		wantErr         string // $SNAP is the snapshot P/<h>
+	}{
+		"current backs up":        {gen: jobargs.CloudOpCurrent, script: currentBacksUp, wantBefore: 120},
+		"current below":           {gen: jobargs.CloudOpCurrent, script: currentRefusesBackup, current: "80", target: "100", wantBefore: 80, wantErr: "the node is at height 80, not above the snapshot's height 100: cloud-op backup made no snapshot"},
+		"current at height":       {gen: jobargs.CloudOpCurrent, script: currentRefusesBackup, current: "100", target: "100", wantBefore: 100, wantErr: "the node is at height 100, not above the snapshot's height 100: cloud-op backup made no snapshot"},
+		"current below, exits 0":  {gen: jobargs.CloudOpCurrent, script: currentIgnoresBackup, current: "80", target: "100", wantBefore: 80, wantErr: "cloud-op backup exited 0 but wrote no $SNAP/chain_data and wrote no $SNAP/data: the node is at height 80, not above the snapshot's height 100"},
+		"current fails otherwise": {gen: jobargs.CloudOpCurrent, script: `echo "current height: 120"; echo "Error: disk full" >&2; exit 1`, wantBefore: 120, wantErr: "cloud-op backup failed (exit status 1): Error: disk full"},
+		"legacy backs up":         {gen: jobargs.CloudOpLegacy, script: legacyBacksUp, wantBefore: -1},
+		"legacy cannot make dir":  {gen: jobargs.CloudOpLegacy, script: legacyCannotMakeDir, wantBefore: -1, wantErr: "cloud-op state-backup exited 0 but wrote no $SNAP/chain_data and wrote no $SNAP/data"},
+		"legacy no such height":   {gen: jobargs.CloudOpLegacy, script: legacyNoSuchHeight, wantBefore: -1, wantErr: "cloud-op state-backup failed (exit status 101): thread 'main' panicked at 'called `Option::unwrap()` on a `None` value'"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			snapshots := t.TempDir()
+			snap := filepath.Join(snapshots, "100")
+			t.Setenv("SNAP", snap)
+			t.Setenv("CURRENT", tc.current)
+			t.Setenv("TARGET", tc.target)
+			installFakeCloudOp(t, tc.gen, tc.script)
+			c, err := DetectCloudOp(context.Background(), "cloud-op", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := Snapshot(context.Background(), c, CloudOpParams{Height: 100, NodeRoot: makeCloudOpNode(t), ConfigPath: "/c", BackupPath: snapshots, Crypto: "sm", Consensus: "raft"})
+			wantErr := strings.ReplaceAll(tc.wantErr, "$SNAP", snap)
+			switch {
+			case wantErr == "" && err != nil:
+				t.Fatalf("err = %v", err)
+			case wantErr != "" && (err == nil || !strings.Contains(err.Error(), wantErr)):
+				t.Fatalf("err = %v\nwant it to say %s", err, wantErr)
+			}
+			switch {
+			case tc.wantBefore < 0 && res.HeightBefore != nil:
+				t.Errorf("heightBefore %d reported, cloud-op said none", *res.HeightBefore)
+			case tc.wantBefore >= 0 && (res.HeightBefore == nil || *res.HeightBefore != tc.wantBefore):
+				t.Errorf("heightBefore %v, want %d", res.HeightBefore, tc.wantBefore)
+			}
+			if wantErr != "" && res.Checksum != "" {
+				t.Errorf("failed snapshot reports checksum %s", res.Checksum)
+			}
+		})
+	}
+}

@@ -35,7 +35,8 @@ type Result struct {
 	CloudOpGeneration string `json:"cloudOpGeneration,omitempty"`
 	// BlockHeight is the height of a fallback, snapshot or snapshot-restore.
 	BlockHeight int64 `json:"blockHeight,omitempty"`
-	// HeightBefore is the node's height before a fallback, where cloud-op said it.
+	// HeightBefore is the node's height before a fallback, or when a snapshot was made,
+	// where cloud-op said it (the legacy generation's state-backup does not).
 	HeightBefore *int64 `json:"heightBefore,omitempty"`
 	// RolledBack says whether a fallback's cloud-op really rolled the node back (false: the
 	// node was already at the height); unset where cloud-op did not say the node's height.
