@@ -31,8 +31,9 @@ import (
 // CR's create, the chart's policy adding its finalizer; the node's
 // ConfigMap read; the lock and stop in one StatefulSet patch; status
 // Stopping and its event; the Job, owned by the CR; status Running and its
-// event; release and start in one patch; status Complete and its event; the
-// Job's TTL once the outcome is recorded; the finalizer's removal), waiting
+// event; release and start in one patch; status Starting and its event;
+// the wait for the pod's Ready; status Complete and its events; the Job's
+// TTL once the outcome is recorded; the finalizer's removal), waiting
 // on the bench's watches where the operator waits on its informers. No
 // operator process, no informers of its own, no queue, no rate limit: the
 // best an operator honouring the contract could do, so operator / contract
@@ -182,18 +183,31 @@ func (e *env) contractOne(ctx context.Context, recorder record.EventRecorder, cr
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	end := metav1.Now()
-	msg := fmt.Sprintf("Job %s succeeded; node started: %s back to 1 replicas", job.Name, workload)
-	cr.Status.Status, cr.Status.Step, cr.Status.EndTime, cr.Status.Message = citav1.PhaseComplete, citav1.StepDone, &end, msg
+	// Started, then awaited until Ready: one status write each.
+	started := fmt.Sprintf("node started: %s back to 1 replicas", workload)
+	cr.Status.Step, cr.Status.Message = citav1.StepStarting, started+"; waiting for it to be Ready"
 	cr.Status.Conditions = []metav1.Condition{
 		cond(citav1.ConditionNodeLocked, metav1.ConditionFalse, "Released", "node(s) released"),
-		cond(citav1.ConditionNodeStopped, metav1.ConditionFalse, "Started", "node(s) started"),
+		cond(citav1.ConditionNodeStopped, metav1.ConditionFalse, "Started", started),
 		cond(citav1.ConditionSucceeded, metav1.ConditionTrue, "Succeeded", "Job "+job.Name+" succeeded"),
+		cond(citav1.ConditionNodeReady, metav1.ConditionUnknown, operations.ReasonAwaitingReady, "waiting for the pods of "+workload+" to be Ready"),
 	}
 	cr.Status.Job.Result = result
 	if cr, err = crs.UpdateStatus(ctx, cr, metav1.UpdateOptions{}); err != nil {
 		return err
 	}
+	recorder.Eventf(cr, corev1.EventTypeNormal, "Starting", "%s", cr.Status.Message)
+	if err := e.waitNodeReady(ctx, node); err != nil {
+		return err
+	}
+	end := metav1.Now()
+	msg := fmt.Sprintf("Job %s succeeded; %s; every pod of %s is Ready", job.Name, started, workload)
+	cr.Status.Status, cr.Status.Step, cr.Status.EndTime, cr.Status.Message = citav1.PhaseComplete, citav1.StepDone, &end, msg
+	cr.Status.Conditions[3] = cond(citav1.ConditionNodeReady, metav1.ConditionTrue, operations.ReasonNodeReady, "every pod of "+workload+" is Ready")
+	if cr, err = crs.UpdateStatus(ctx, cr, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	recorder.Eventf(cr, corev1.EventTypeNormal, "NodeReady", "every pod of %s is Ready", workload)
 	recorder.Eventf(cr, corev1.EventTypeNormal, "Complete", "%s", msg)
 
 	ttl, err := json.Marshal(map[string]any{"spec": map[string]any{"ttlSecondsAfterFinished": e.cfg.jobTTL}})

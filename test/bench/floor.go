@@ -9,6 +9,7 @@ import (
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -27,7 +28,8 @@ const floorJobSuffix = "floor"
 // BlockHeightFallback does, with nothing but the writes it cannot do
 // without: scale to 0 (1 patch), wait on a watch until the pod is gone,
 // create the same Job the operator builds (1 create), wait on a watch until
-// it completes, scale back up (1 patch). Per node: start → scaled back up.
+// it completes, scale back up (1 patch), wait until the pod is Ready again.
+// Per node: start → Ready again.
 func (e *env) runFloor(ctx context.Context, nodes []string, rd round) (*phaseResult, error) {
 	res := &phaseResult{name: rd.name("floor"), latencies: make([]time.Duration, len(nodes))}
 	defaults := operations.DefaultConfig()
@@ -138,8 +140,39 @@ func (e *env) floorOne(ctx context.Context, name, image string, deadline int64) 
 	if err := e.waitJob(ctx, job.Name, nil); err != nil {
 		return err
 	}
-	_, err = sts.Patch(ctx, name, types.MergePatchType, []byte(`{"spec":{"replicas":1}}`), metav1.PatchOptions{})
-	return err
+	if _, err = sts.Patch(ctx, name, types.MergePatchType, []byte(`{"spec":{"replicas":1}}`), metav1.PatchOptions{}); err != nil {
+		return err
+	}
+	return e.waitNodeReady(ctx, node)
+}
+
+// waitNodeReady waits until the started node's pod is Ready, as an
+// operation does before it ends (both sides do the same work).
+func (e *env) waitNodeReady(ctx context.Context, node *nodeops.Node) error {
+	if err := e.notify.waitFor(ctx, "pod/"+node.Name, 5*time.Minute, func() bool {
+		pods, err := node.Pods(e.listers.Pods)
+		if err != nil || len(pods) == 0 {
+			return false
+		}
+		for _, p := range pods {
+			if p.DeletionTimestamp != nil || !podReady(p) {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return fmt.Errorf("pod not Ready after the start: %w", err)
+	}
+	return nil
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // cleanJobs deletes the Jobs (and their pods) a timed run left, once it is

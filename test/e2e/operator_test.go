@@ -48,6 +48,7 @@ func (o *operator) start() error {
 		"--stop-grace-period=10s",
 		"--stop-timeout=60s",
 		"--job-start-timeout=15s",
+		"--start-ready-timeout=20s",
 		"--v=2",
 	}, o.extraArgs...)
 	var err error

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
@@ -52,7 +53,10 @@ func TestEveryKindOnEveryDeployMethod(t *testing.T) {
 					t.Fatalf("after %s the workload still carries %v", kind, a)
 				}
 				reasons := strings.Join(eventReasons(t, ns, name), ",")
-				for _, want := range []string{"Normal Stopping", "Normal Running", "Normal Done"} {
+				if c := meta.FindStatusCondition(st.Conditions, citav1.ConditionNodeReady); c == nil || c.Status != metav1.ConditionTrue {
+					t.Errorf("after %s: NodeReady %+v, want True (the node seen Ready again)", kind, c)
+				}
+				for _, want := range []string{"Normal Stopping", "Normal Running", "Normal NodeReady", "Normal Done"} {
 					if !strings.Contains(reasons, want) {
 						t.Errorf("%s %s: no %q event in %s", kind, name, want, reasons)
 					}

@@ -27,6 +27,12 @@ const (
 	// DelayHeight + s (s < 100): cloud-op sleeps s seconds, then does its
 	// work normally, so that a test can watch an operation while it runs.
 	DelayHeight int64 = 600000000
+	// TipHeight: for a rollback to TipHeight or TipHeight+1 the node is at
+	// TipHeight (at any other height h it is at h+100). cloud-op then does
+	// what the real one does for a height not below the node's: v6.7.4
+	// prints "ignore rollback" and exits 0, the legacy one panics; nothing
+	// is rolled back.
+	TipHeight int64 = 500000000
 )
 
 // FailReason is the stderr line of the fake cloud-op at FailHeight.
@@ -144,6 +150,25 @@ clear_consensus() {
 case "$op" in
 rollback)
 	[ -d "$root/chain_data" ] || { echo "error: $root/chain_data: no such directory" >&2; exit 1; }
+	# What each generation prints before it rolls back, and how it refuses a
+	# height not below the node's (see datamove's rollback tests).
+	current=$((height + 100))
+	if [ "$height" -eq %[11]d ] || [ "$height" -eq $((%[11]d + 1)) ]; then current=%[11]d; fi
+	if [ "$line" = "${line#legacy}" ]; then
+		echo "current height: $current"
+		echo "rollback height: $height"
+		if [ "$height" -ge "$current" ]; then
+			echo "rollback height($height) >= current height($current), ignore rollback"
+			exit 0
+		fi
+	else
+		echo "layer2 current height: $current"
+		echo "layer2 current height recover to: $height"
+		if [ "$height" -ge "$current" ]; then
+			echo "thread 'main' panicked at 'recover height($height) >= current height($current)', src/recover/chain.rs:39:9" >&2
+			exit 101
+		fi
+	fi
 	printf '%%s\n' "$height" > "$root/chain_data/%[9]s" || exit 1
 	clear_consensus
 	echo "rolled back to height $height" ;;
@@ -163,7 +188,7 @@ restore)
 	echo "recovered state of height $height" ;;
 esac
 exit 0
-`, gen, cloudoptest.Help[gen], callsFile, parse, FailHeight, FailReason, SlowHeight, HangHeight, FallbackMarker, DelayHeight)
+`, gen, cloudoptest.Help[gen], callsFile, parse, FailHeight, FailReason, SlowHeight, HangHeight, FallbackMarker, DelayHeight, TipHeight)
 }
 
 // writeToolDirs makes, for each generation, a directory holding the fake
