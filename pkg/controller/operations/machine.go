@@ -149,6 +149,8 @@ func (c *Controller) syncOperation(ctx context.Context, k *kind, key cache.Objec
 //	                                              gone after the stop)
 //	any (lock lost while held)                    LockLost                              left as they are now
 //	CR deleted before the end                     Deleted                               started again by startAndEnd
+//	awaitReady     every pod of the started       NodeNotReady (not Ready in time,      left started
+//	               workloads is Ready             workload deleted)
 //
 // Once an outcome is recorded (the Succeeded condition) only startAndEnd runs:
 // it stops the operation's Job and waits for its pods, runs a recovery Job
@@ -156,7 +158,11 @@ func (c *Controller) syncOperation(ctx context.Context, k *kind, key cache.Objec
 // lets the kind put right what a failure left (BeforeStart), starts and
 // releases every workload the operation holds, and sets Complete or Failed
 // with the step Done. The outcome is written before the nodes are started
-// (see settle), so no crash loses it or runs the work twice. After that,
+// (see settle), so no crash loses it or runs the work twice. A successful
+// operation that started its nodes ends only once their pods are Ready
+// (awaitReady, ready.go): meanwhile it stays in Starting with NodeReady
+// Unknown; not Ready within StartReadyTimeout, its outcome becomes a
+// NodeNotReady failure. After that,
 // afterEnd lets the Job expire (its result is in status) and removes the
 // finalizer.
 //
