@@ -104,12 +104,12 @@ func awaitingReady(st *citav1.OperationStatus) bool {
 	return !ended(st) && meta.IsStatusConditionPresentAndEqual(st.Conditions, citav1.ConditionNodeReady, metav1.ConditionUnknown)
 }
 
-// stoppedWorkloads are the workloads the operation stopped (recorded
-// replicas), in key order.
+// stoppedWorkloads are the workloads the operation stopped that ran before
+// (replicas recorded, not 0), in key order.
 func stoppedWorkloads(st *citav1.OperationStatus) []string {
 	var keys []string
 	for _, n := range st.Nodes {
-		if n.Replicas != nil && n.Workload != "" && !slices.Contains(keys, n.Workload) {
+		if n.Replicas != nil && *n.Replicas > 0 && n.Workload != "" && !slices.Contains(keys, n.Workload) {
 			keys = append(keys, n.Workload)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/nodetest"
 )
 
 // Pod states a started node can be stuck in, as the kubelet and the
@@ -234,6 +235,18 @@ func TestNoReadyWaitWithoutAStart(t *testing.T) {
 		st := f.status(cr)
 		if st.Status != citav1.PhaseComplete || meta.FindStatusCondition(st.Conditions, citav1.ConditionNodeReady) != nil {
 			t.Fatalf("Direct: %s/%s %+v", st.Status, st.Step, st.Conditions)
+		}
+	})
+	t.Run("node stopped before", func(t *testing.T) {
+		stopped := d
+		stopped.objects = nodetest.CloudConfigNode("test-chain", "test-chain-node0", inCluster, nodetest.Stopped())
+		f := newFixture(t, append([]runtime.Object{fallbackOn(d)}, stopped.objects...)...)
+		runUntilJob(t, f, stopped)
+		f.finishJob("fb-fallback", true, &jobargs.Result{Op: jobargs.OpFallback})
+		f.mustSync("BlockHeightFallback", "fb")
+		st := f.status(fallbackOn(d))
+		if st.Status != citav1.PhaseComplete || meta.FindStatusCondition(st.Conditions, citav1.ConditionNodeReady) != nil {
+			t.Fatalf("a node at 0 replicas before is awaited: %s/%s %+v", st.Status, st.Step, st.Conditions)
 		}
 	})
 	t.Run("deleted", func(t *testing.T) {
