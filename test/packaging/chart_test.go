@@ -259,6 +259,29 @@ func TestDeploymentHardening(t *testing.T) {
 	}
 }
 
+// TestDeploymentNetworkValues: by default the operator is an ordinary pod;
+// hostNetwork and extraEnv, for a cluster without a pod network or Service
+// routing, put it on its machine's network with the apiserver's address.
+func TestDeploymentNetworkValues(t *testing.T) {
+	pod := renderedDeployment(t).Spec.Template.Spec
+	if pod.HostNetwork || pod.DNSPolicy != "" {
+		t.Errorf("default: hostNetwork %v, dnsPolicy %q", pod.HostNetwork, pod.DNSPolicy)
+	}
+	if env := pod.Containers[0].Env; len(env) != 1 || env[0].Name != "GOMEMLIMIT" {
+		t.Errorf("default env %+v, want only GOMEMLIMIT", env)
+	}
+	pod = renderedDeployment(t, "--set", "hostNetwork=true",
+		"--set", "extraEnv[0].name=KUBERNETES_SERVICE_HOST", "--set", "extraEnv[0].value=127.0.0.1",
+		"--set-string", "extraEnv[1].name=KUBERNETES_SERVICE_PORT", "--set-string", "extraEnv[1].value=6443").Spec.Template.Spec
+	if !pod.HostNetwork || pod.DNSPolicy != corev1.DNSClusterFirstWithHostNet {
+		t.Errorf("hostNetwork %v, dnsPolicy %q", pod.HostNetwork, pod.DNSPolicy)
+	}
+	want := []corev1.EnvVar{{Name: "KUBERNETES_SERVICE_HOST", Value: "127.0.0.1"}, {Name: "KUBERNETES_SERVICE_PORT", Value: "6443"}}
+	if diff := cmp.Diff(want, pod.Containers[0].Env[1:]); diff != "" {
+		t.Errorf("extraEnv (-want +got):\n%s", diff)
+	}
+}
+
 // mapAPIVersion is what a cluster serving MutatingAdmissionPolicy (1.36+)
 // announces; helm template does not announce it by default.
 const mapAPIVersion = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"
