@@ -233,8 +233,8 @@ func leftChainState(nodeRoot, command string) error {
 }
 
 // Fallback rolls the node's chain state back to p.Height, and reports what cloud-op says it
-// did: a cloud-op that finds the node at or below the height changes nothing (v6.7.4 says so
-// and exits 0, the legacy generation panics). At the height, that is a success that rolled
+// did: a cloud-op that finds the node at or below the height changes nothing (later v6.7.x
+// builds say so and exit 0; v0.3.1, the v6.7.4 tag, and the legacy generation panic first). At the height, that is a success that rolled
 // nothing back; below it, a failure naming both heights. A rollback that leaves the node
 // without chain_data or data, or with one of them empty, fails and is undone.
 func Fallback(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result, error) {
@@ -254,7 +254,7 @@ func Fallback(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result,
 	}
 	current := *said.current
 	res.HeightBefore = &current
-	refused := said.ignored || (err != nil && said.legacyRefused)
+	refused := said.ignored || (err != nil && said.panicRefused)
 	switch {
 	case refused && current == p.Height:
 		res.RolledBack = new(bool)
@@ -272,13 +272,16 @@ func Fallback(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result,
 // heightReport reads what cloud-op prints around a rollback or a snapshot: the node's
 // current height (v6.7.x rollback and backup: "current height: N"; legacy recover: "layer2
 // current height: N"; legacy state-backup prints none), and whether it refused a height at
-// or above it (v6.7.4 rollback: "rollback height(H) >= current height(N), ignore rollback"
-// and exit 0; legacy recover: a panic "recover height(H) >= current height(N)"; v6.7.x
+// or above it (rollback after v0.3.1: "rollback height(H) >= current height(N), ignore
+// rollback" and exit 0; v0.3.1 rollback: a panic "rollback height(H) >= current
+// height(N)"; legacy recover: a panic "recover height(H) >= current height(N)"; v6.7.x
 // backup: a panic "backup height(H) >= current height(N)").
 type heightReport struct {
-	current       *int64
-	ignored       bool
-	legacyRefused bool
+	current *int64
+	ignored bool
+	// panicRefused: a rollback or recover panicked at the height check, before changing
+	// anything.
+	panicRefused  bool
 	backupRefused bool
 }
 
@@ -323,8 +326,8 @@ func (r *heightReport) line(l string) {
 	switch {
 	case strings.Contains(l, ">= current height(") && strings.HasSuffix(l, "ignore rollback"):
 		r.ignored = true
-	case strings.Contains(l, "recover height(") && strings.Contains(l, ">= current height("):
-		r.legacyRefused = true
+	case (strings.Contains(l, "recover height(") || strings.Contains(l, "rollback height(")) && strings.Contains(l, ">= current height("):
+		r.panicRefused = true
 	case strings.Contains(l, "backup height(") && strings.Contains(l, ">= current height("):
 		r.backupRefused = true
 	}

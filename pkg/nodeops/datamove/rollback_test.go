@@ -15,10 +15,41 @@ import (
 // rollback" and a return with exit 0 when the height is not below the
 // node's) and the legacy generation (v0.2.5 src/recover/chain.rs: two
 // println! lines, then a panic when it is not).
+//
+// "v6.7.4" is what that rollback came to be after the tag: the tag v0.3.1,
+// the commit "bump v6.7.4" (b7f52fd) that images of CITA-Cloud v6.7.4 carry,
+// panics instead (exit 101), src/rollback/mod.rs:31-38 at v0.3.1:
+//
+//	println!("current height: {}", current_height);
+//	println!("rollback height: {}", height);
+//	if height >= current_height {
+//	    panic!(
+//	        "rollback height({}) >= current height({})",
+//	        height, current_height
+//	    );
+//	}
+//
+// and only the later commit 01aa2dd "ignore when rollback height >= current
+// height" (src/rollback/mod.rs:33-39 there) prints and returns:
+//
+//	if height >= current_height {
+//	    println!(
+//	        "rollback height({}) >= current height({}), ignore rollback",
+//	        height, current_height
+//	    );
+//	    return;
+//	}
+//
+// Its image is built with a Rust ≥ 1.73, which puts the panic's message on
+// the line after "thread 'main' panicked at <file>:<line>:<col>:".
 const (
 	currentRolls   = `echo "current height: 120"; echo "rollback height: 100"; exit 0`
 	currentIgnores = `echo "current height: $CURRENT"; echo "rollback height: $TARGET"
 echo "rollback height($TARGET) >= current height($CURRENT), ignore rollback"; exit 0`
+	currentRefuses = `echo "current height: $CURRENT"; echo "rollback height: $TARGET"
+echo "thread 'main' panicked at src/rollback/mod.rs:34:9:" >&2
+echo "rollback height($TARGET) >= current height($CURRENT)" >&2
+echo "note: run with RUST_BACKTRACE=1 environment variable to display a backtrace" >&2; exit 101`
 	legacyRolls   = `echo "layer2 current height: 120"; echo "layer2 current height recover to: 100"; exit 0`
 	legacyRefuses = `echo "layer2 current height: $CURRENT"; echo "layer2 current height recover to: $TARGET"
 echo "thread 'main' panicked at 'recover height($TARGET) >= current height($CURRENT)', src/recover/chain.rs:39:9" >&2
@@ -45,6 +76,8 @@ func TestFallbackReportsWhatCloudOpDid(t *testing.T) {
 		"current rolls back": {gen: jobargs.CloudOpCurrent, script: currentRolls, height: 100, wantBefore: 120, wantRolledBack: ptrBool(true)},
 		"current at height":  {gen: jobargs.CloudOpCurrent, script: currentIgnores, current: "100", target: "100", height: 100, wantBefore: 100, wantRolledBack: ptrBool(false)},
 		"current below":      {gen: jobargs.CloudOpCurrent, script: currentIgnores, current: "80", target: "100", height: 100, wantBefore: 80, wantErr: "the node is at height 80, below the fallback's height 100: nothing was rolled back"},
+		"v0.3.1 at height":   {gen: jobargs.CloudOpCurrent, script: currentRefuses, current: "100", target: "100", height: 100, wantBefore: 100, wantRolledBack: ptrBool(false)},
+		"v0.3.1 below":       {gen: jobargs.CloudOpCurrent, script: currentRefuses, current: "80", target: "100", height: 100, wantBefore: 80, wantErr: "the node is at height 80, below the fallback's height 100: nothing was rolled back and the node's data is as it was"},
 		"legacy rolls back":  {gen: jobargs.CloudOpLegacy, script: legacyRolls, height: 100, wantBefore: 120, wantRolledBack: ptrBool(true)},
 		"legacy at height":   {gen: jobargs.CloudOpLegacy, script: legacyRefuses, current: "100", target: "100", height: 100, wantBefore: 100, wantRolledBack: ptrBool(false)},
 		"legacy below":       {gen: jobargs.CloudOpLegacy, script: legacyRefuses, current: "80", target: "100", height: 100, wantBefore: 80, wantErr: "the node is at height 80, below the fallback's height 100"},
