@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
 )
@@ -54,5 +55,25 @@ func writeSnapshotManifest(ctx context.Context, dir string) (treeStats, string, 
 		return stats, "", fmt.Errorf("hashing snapshot %s: %w", dir, err)
 	}
 	sum, err := writeManifest(dir, stats.Digests)
+	return stats, sum, err
+}
+
+// legacySnapshotManifest is where the manifest of the legacy snapshot P/<h> goes: beside it,
+// P/<h>.checksums.sha256, listing "<h>/<file>" (`cd P && sha256sum -c <h>.checksums.sha256`
+// checks it). Not inside: P/<h> is one RocksDB, which state-recover copies, whatever it holds,
+// over the node's statedb, and a file there would end up among the node's database files.
+func legacySnapshotManifest(backupPath string, h int64) string {
+	return filepath.Join(backupPath, strconv.FormatInt(h, 10)+"."+ManifestFile)
+}
+
+// writeLegacySnapshotManifest hashes the legacy snapshot P/<h> that cloud-op wrote and
+// stores its manifest beside it, so restoring it later is verified.
+func writeLegacySnapshotManifest(ctx context.Context, backupPath string, h int64) (treeStats, string, error) {
+	name := strconv.FormatInt(h, 10)
+	stats, err := copyTrees(ctx, backupPath, []string{name}, treeCopy{hash: true})
+	if err != nil {
+		return stats, "", fmt.Errorf("hashing snapshot %s: %w", filepath.Join(backupPath, name), err)
+	}
+	sum, err := writeManifestFile(legacySnapshotManifest(backupPath, h), stats.Digests)
 	return stats, sum, err
 }

@@ -350,9 +350,12 @@ func (c *CloudOp) prepare(op jobargs.Op, p CloudOpParams) (jobargs.Result, []str
 	return res, args, err
 }
 
-// Snapshot has cloud-op write the chain state at p.Height to P/<h>, checks that it wrote
-// both chain_data and data with data in them (chainStateGaps), then hashes them into a
-// manifest there so that restoring it is verified. The node's height is reported where
+// Snapshot has cloud-op write the chain state at p.Height to P/<h>, checks what it wrote,
+// then hashes it into a manifest so that restoring it is verified. What a snapshot is
+// differs by generation: the current one writes chain_data and data, which must both hold
+// data (chainStateGaps), and the manifest goes inside P/<h> as in a backup; the legacy one
+// writes the executor's statedb as one RocksDB directory P/<h>, which must hold data, and
+// its manifest goes beside it (legacySnapshotManifest). The node's height is reported where
 // cloud-op says it (the current generation does, the legacy one does not); a height the
 // node is not above fails naming both heights.
 func Snapshot(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result, error) {
@@ -361,7 +364,14 @@ func Snapshot(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result,
 		return res, err
 	}
 	dir := snapshotDir(p.BackupPath, p.Height)
-	// An earlier attempt's partial snapshot would mix with this one.
+	legacy := c.Generation == jobargs.CloudOpLegacy
+	// An earlier attempt's manifest must not vouch for this one, nor its partial snapshot
+	// mix with it.
+	if legacy {
+		if err := os.Remove(legacySnapshotManifest(p.BackupPath, p.Height)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return res, err
+		}
+	}
 	if err := os.RemoveAll(dir); err != nil {
 		return res, err
 	}
@@ -383,7 +393,7 @@ func Snapshot(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result,
 		return res, runErr
 	}
 	// cloud-op's exit status is not enough: a snapshot is only what it wrote.
-	if gaps, err := chainStateGaps(dir); err != nil {
+	if gaps, err := snapshotGaps(c.Generation, dir); err != nil {
 		return res, err
 	} else if len(gaps) > 0 {
 		reason := fmt.Sprintf("cloud-op %s exited 0 but %s", args[0], describeGaps(gaps, "wrote no"))
@@ -395,7 +405,15 @@ func Snapshot(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result,
 	if err := syncFS(dir); err != nil {
 		return res, err
 	}
-	stats, sum, err := writeSnapshotManifest(ctx, dir)
+	var (
+		stats treeStats
+		sum   string
+	)
+	if legacy {
+		stats, sum, err = writeLegacySnapshotManifest(ctx, p.BackupPath, p.Height)
+	} else {
+		stats, sum, err = writeSnapshotManifest(ctx, dir)
+	}
 	if err != nil {
 		return res, err
 	}
@@ -441,6 +459,20 @@ func snapshotDir(backupPath string, h int64) string {
 	return filepath.Join(backupPath, strconv.FormatInt(h, 10))
 }
 
+// snapshotGaps says what the snapshot dir (P/<h>) of generation gen lacks: the current
+// generation's holds chain_data and data, the legacy one's is itself the statedb, one
+// directory holding data.
+func snapshotGaps(gen, dir string) ([]stateGap, error) {
+	if gen != jobargs.CloudOpLegacy {
+		return chainStateGaps(dir)
+	}
+	g, err := dirGap(dir)
+	if err != nil || g == nil {
+		return nil, err
+	}
+	return []stateGap{*g}, nil
+}
+
 // A stateGap is what keeps a directory from holding a node's chain state: one of chain_data
 // and data absent, not a directory, or holding no data.
 type stateGap struct {
@@ -465,27 +497,36 @@ const (
 func chainStateGaps(root string) ([]stateGap, error) {
 	var gaps []stateGap
 	for _, name := range chainState {
-		p := filepath.Join(root, name)
-		fi, err := os.Lstat(p)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			gaps = append(gaps, stateGap{p, gapAbsent})
-			continue
-		case err != nil:
-			return nil, err
-		case !fi.IsDir():
-			gaps = append(gaps, stateGap{p, gapNotDir})
-			continue
-		}
-		full, err := holdsData(p)
+		g, err := dirGap(filepath.Join(root, name))
 		if err != nil {
 			return nil, err
 		}
-		if !full {
-			gaps = append(gaps, stateGap{p, gapEmpty})
+		if g != nil {
+			gaps = append(gaps, *g)
 		}
 	}
 	return gaps, nil
+}
+
+// dirGap is what keeps p from being a directory holding data, nil when nothing does.
+func dirGap(p string) (*stateGap, error) {
+	fi, err := os.Lstat(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return &stateGap{p, gapAbsent}, nil
+	case err != nil:
+		return nil, err
+	case !fi.IsDir():
+		return &stateGap{p, gapNotDir}, nil
+	}
+	full, err := holdsData(p)
+	if err != nil {
+		return nil, err
+	}
+	if !full {
+		return &stateGap{p, gapEmpty}, nil
+	}
+	return nil, nil
 }
 
 // holdsData reports whether the tree at dir has a regular file of at least one byte; it

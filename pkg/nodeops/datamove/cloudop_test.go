@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -143,8 +144,12 @@ func TestCloudOpCommandLines(t *testing.T) {
 							node := makeCloudOpNode(t)
 							snapshots := t.TempDir()
 							snap := filepath.Join(snapshots, "1234")
-							// A fake snapshot writes P/<h> as DESIGN §4 says both generations do.
-							argsLog := installFakeCloudOp(t, gen, fmt.Sprintf("mkdir -p %q/chain_data %q/data && echo block > %q/chain_data/000009.sst && echo state > %q/data/000010.sst", snap, snap, snap, snap))
+							// A fake snapshot writes P/<h> as each generation does.
+							script := fmt.Sprintf("mkdir -p %q/chain_data %q/data && echo block > %q/chain_data/000009.sst && echo state > %q/data/000010.sst", snap, snap, snap, snap)
+							if gen == jobargs.CloudOpLegacy {
+								script = fmt.Sprintf("mkdir -p %q && echo MANIFEST-000001 > %q/CURRENT && echo state > %q/000010.sst", snap, snap, snap)
+							}
+							argsLog := installFakeCloudOp(t, gen, script)
 							if oc.op == jobargs.OpSnapshotRestore {
 								makeSnapshot(t, snap)
 							}
@@ -170,8 +175,12 @@ func TestCloudOpCommandLines(t *testing.T) {
 								if res.Bytes == 0 || res.Checksum == "" {
 									t.Errorf("snapshot result %+v lacks bytes or checksum", res)
 								}
-								if m, _, err := readManifest(snap); err != nil || len(m) != 2 {
-									t.Errorf("snapshot manifest: %v, %v", m, err)
+								manifestPath := filepath.Join(snap, ManifestFile)
+								if gen == jobargs.CloudOpLegacy {
+									manifestPath = filepath.Join(snapshots, "1234."+ManifestFile)
+								}
+								if m, _, err := readManifestFile(manifestPath); err != nil || len(m) != 2 {
+									t.Errorf("snapshot manifest %s: %v, %v", manifestPath, m, err)
 								}
 							case oc.op == jobargs.OpSnapshotRestore && gen == jobargs.CloudOpCurrent:
 								if b, err := os.ReadFile(filepath.Join(node, "chain_data/000042.sst")); err != nil || string(b) != "snapshot" {
@@ -194,6 +203,24 @@ func TestCloudOpCommandLines(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// makeLegacySnapshot writes a legacy snapshot P/<h>, one RocksDB, with its manifest beside
+// it, as Snapshot leaves it.
+func makeLegacySnapshot(t *testing.T, backupPath string, h int64) {
+	t.Helper()
+	dir := filepath.Join(backupPath, strconv.FormatInt(h, 10))
+	for rel, content := range map[string]string{"CURRENT": "MANIFEST-000001\n", "MANIFEST-000001": "manifest", "000043.sst": "state at h"} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, rel), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := writeLegacySnapshotManifest(context.Background(), backupPath, h); err != nil {
+		t.Fatal(err)
 	}
 }
 

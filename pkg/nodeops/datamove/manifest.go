@@ -14,8 +14,9 @@ import (
 	"strings"
 )
 
-// ManifestFile is the checksum manifest, written at the root of a backup (and of a
-// snapshot's P/<h>) next to chain_data and data.
+// ManifestFile is the checksum manifest, written at the root of a backup (and of a current
+// generation's snapshot P/<h>) next to chain_data and data; a legacy snapshot's is beside
+// it, P/<h>.checksums.sha256 (legacySnapshotManifest).
 //
 // It is in sha256sum's format, so anyone can check a backup without this project:
 //
@@ -123,7 +124,13 @@ func unescapeName(p string) string {
 // readManifest loads dir's manifest and its checksum; a nil manifest when there is none (a
 // backup made by the original project).
 func readManifest(dir string) (manifest, string, error) {
-	data, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	return readManifestFile(filepath.Join(dir, ManifestFile))
+}
+
+// readManifestFile loads the manifest at path and its checksum; a nil manifest when there is
+// none.
+func readManifestFile(path string) (manifest, string, error) {
+	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, "", nil
 	}
@@ -132,7 +139,7 @@ func readManifest(dir string) (manifest, string, error) {
 	}
 	m, err := parseManifest(data)
 	if err != nil {
-		return nil, "", fmt.Errorf("%s: %w", filepath.Join(dir, ManifestFile), err)
+		return nil, "", fmt.Errorf("%s: %w", path, err)
 	}
 	return m, checksumOf(data), nil
 }
@@ -140,8 +147,12 @@ func readManifest(dir string) (manifest, string, error) {
 // writeManifest stores m in dir and returns its checksum. It is written last, durably, so a
 // backup interrupted earlier has no manifest and can never pass for complete.
 func writeManifest(dir string, m manifest) (string, error) {
+	return writeManifestFile(filepath.Join(dir, ManifestFile), m)
+}
+
+func writeManifestFile(path string, m manifest) (string, error) {
 	enc := m.encode()
-	if err := writeFileDurably(filepath.Join(dir, ManifestFile), enc); err != nil {
+	if err := writeFileDurably(path, enc); err != nil {
 		return "", fmt.Errorf("writing manifest: %w", err)
 	}
 	return checksumOf(enc), nil

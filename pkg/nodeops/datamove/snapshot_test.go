@@ -5,19 +5,31 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/jobargs"
 )
 
-// What a fake cloud-op writes as the snapshot $SNAP (P/<h>). The legacy generation gets the
-// same layouts as the current one, P/<h>/{chain_data,data} as DESIGN §4 has it, although
-// state-backup v0.2.5 (src/backup/state.rs:50-51) opens P/<h> itself as one RocksDB, the
-// executor's statedb:
+// What a fake cloud-op writes as the snapshot $SNAP (P/<h>). The current generation writes
+// P/<h>/{chain_data,data} (v0.3.1 src/backup/mod.rs). The legacy one, state-backup v0.2.5
+// (src/backup/state.rs:50-51), opens P/<h> itself as one RocksDB, the executor's statedb at
+// the height:
 //
 //	let backup_path = backup_path.join(height.to_string());
 //	let backup_rocks_db = Arc::new(RocksDB::open(backup_path.to_str().unwrap(), &config).unwrap());
+//
+// and state-recover (v0.2.5 src/recover/executor.rs:88-98, move_state) copies that directory,
+// whatever it holds, over the node's <executor db_path>/statedb:
+//
+//	let snap_path = backup_path.join(height.to_string());
+//	...
+//	let state_path = executor_config.db_path + "/statedb";
+//	let _ = remove_dir_all(&state_path);
+//	...
+//	copy_option.copy_inside = true;
+//	copy_items(&[snap_path], state_path, &copy_option).unwrap();
 const (
 	writesWholeSnapshot = `mkdir -p "$SNAP/chain_data" "$SNAP/data/statedb"
 echo blocks > "$SNAP/chain_data/000001.sst"; echo state > "$SNAP/data/statedb/000002.sst"`
@@ -28,13 +40,17 @@ echo state > "$SNAP/data/statedb/000002.sst"`
 	writesDataAsFile = `mkdir -p "$SNAP/chain_data"; echo blocks > "$SNAP/chain_data/000001.sst"; echo state > "$SNAP/data"`
 	writesDataAsLink = `mkdir -p "$SNAP/chain_data" "$SNAP.elsewhere"; echo blocks > "$SNAP/chain_data/000001.sst"
 echo state > "$SNAP.elsewhere/000002.sst"; ln -s "$SNAP.elsewhere" "$SNAP/data"`
+
+	// A legacy snapshot: one RocksDB, its LOCK empty.
+	legacyWritesStateDB = `mkdir -p "$SNAP"; echo MANIFEST-000001 > "$SNAP/CURRENT"; echo manifest > "$SNAP/MANIFEST-000001"
+echo state > "$SNAP/000003.sst"; : > "$SNAP/LOCK"`
 )
 
-// TestSnapshotChecksWhatCloudOpWrote: a cloud-op that exits 0 has made a snapshot only if
-// P/<h> holds both chain_data and data, each a directory with data in it; otherwise the
-// reason names each thing missing, and no manifest makes the partial snapshot look whole.
+// TestSnapshotChecksWhatCloudOpWrote: a current cloud-op that exits 0 has made a snapshot
+// only if P/<h> holds both chain_data and data, each a directory with data in it; otherwise
+// the reason names each thing missing, and no manifest makes the partial snapshot look whole.
 func TestSnapshotChecksWhatCloudOpWrote(t *testing.T) {
-	for _, gen := range []string{jobargs.CloudOpLegacy, jobargs.CloudOpCurrent} {
+	for _, gen := range []string{jobargs.CloudOpCurrent} {
 		for name, tc := range map[string]struct {
 			script string
 			// wantErr: %[1]s is the cloud-op command, %[2]s the snapshot P/<h>.
@@ -79,6 +95,73 @@ func TestSnapshotChecksWhatCloudOpWrote(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestLegacySnapshotChecksWhatCloudOpWrote: a state-backup that exits 0 has made a snapshot
+// only if P/<h> is a directory with data in it; otherwise the reason names it. The manifest
+// of a whole one goes beside it, P/<h>.checksums.sha256 listing "<h>/<file>", never inside,
+// where state-recover would copy it into the node's statedb; a stale one from an earlier
+// attempt does not survive a failed one.
+func TestLegacySnapshotChecksWhatCloudOpWrote(t *testing.T) {
+	for name, tc := range map[string]struct {
+		script  string
+		wantErr string // %[1]s is the snapshot P/<h>
+	}{
+		"whole":        {script: legacyWritesStateDB},
+		"nothing":      {script: "exit 0", wantErr: "cloud-op state-backup exited 0 but wrote no %[1]s"},
+		"empty":        {script: `mkdir -p "$SNAP/sub"; : > "$SNAP/LOCK"`, wantErr: "cloud-op state-backup exited 0 but %[1]s is empty"},
+		"a file":       {script: `echo state > "$SNAP"`, wantErr: "cloud-op state-backup exited 0 but %[1]s is not a directory"},
+		"a symlink":    {script: `mkdir -p "$SNAP.elsewhere"; echo state > "$SNAP.elsewhere/000003.sst"; ln -s "$SNAP.elsewhere" "$SNAP"`, wantErr: "cloud-op state-backup exited 0 but %[1]s is not a directory"},
+		"old snapshot": {script: `echo state 2>/dev/null > "$SNAP/000003.sst"; exit 0`, wantErr: "cloud-op state-backup exited 0 but wrote no %[1]s"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			snapshots := t.TempDir()
+			snap := filepath.Join(snapshots, "100")
+			manifestPath := filepath.Join(snapshots, "100."+ManifestFile)
+			// An earlier attempt's snapshot and manifest.
+			writeTree(t, snapshots, map[string]string{"100/000003.sst": "older", "100." + ManifestFile: "stale"})
+			t.Setenv("SNAP", snap)
+			installFakeCloudOp(t, jobargs.CloudOpLegacy, tc.script)
+			c, err := DetectCloudOp(context.Background(), "cloud-op", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := Snapshot(context.Background(), c, CloudOpParams{Height: 100, NodeRoot: makeCloudOpNode(t), ConfigPath: "/c", BackupPath: snapshots, Crypto: "sm", Consensus: "raft"})
+			if tc.wantErr != "" {
+				if want := fmt.Sprintf(tc.wantErr, snap); err == nil || err.Error() != want {
+					t.Fatalf("err = %v\nwant %s", err, want)
+				}
+				if _, err := os.Lstat(manifestPath); !os.IsNotExist(err) {
+					t.Errorf("a manifest is there for a snapshot cloud-op did not make whole: %v", err)
+				}
+				if res.Checksum != "" {
+					t.Errorf("failed snapshot reports checksum %s", res.Checksum)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("err = %v", err)
+			}
+			entries, _ := os.ReadDir(snap)
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			if want := []string{"000003.sst", "CURRENT", "LOCK", "MANIFEST-000001"}; !slices.Equal(names, want) {
+				t.Errorf("snapshot holds %q, want only what cloud-op wrote, %q", names, want)
+			}
+			m, sum, err := readManifestFile(manifestPath)
+			if err != nil || len(m) != 4 {
+				t.Fatalf("manifest %v, %v; want the 4 files", m, err)
+			}
+			if _, ok := m["100/000003.sst"]; !ok {
+				t.Errorf("manifest %v does not list 100/000003.sst", m)
+			}
+			if res.Files != 4 || res.Bytes != int64(len("MANIFEST-000001\nmanifest\nstate\n")) || res.Checksum != sum {
+				t.Errorf("result %+v, want 4 files, their bytes and checksum %s", res, sum)
+			}
+		})
 	}
 }
 
@@ -250,7 +333,7 @@ echo "note: run with RUST_BACKTRACE=1 environment variable to display a backtrac
 	// the reason must still name both heights.
 	currentIgnoresBackup = `echo "current height: $CURRENT"; echo "backup height: $TARGET"
 echo "backup height($TARGET) >= current height($CURRENT), ignore backup"; exit 0`
-	legacyBacksUp       = writesWholeSnapshot + `; echo "extract_backup finish."`
+	legacyBacksUp       = legacyWritesStateDB + `; echo "extract_backup finish."`
 	legacyCannotMakeDir = `echo ' backup dir create err Os { code: 13, kind: PermissionDenied, message: "Permission denied" }'; exit 0`
 	legacyNoSuchHeight  = "cat >&2 <<'PANIC'\nthread 'main' panicked at 'called `Option::unwrap()` on a `None` value', src/backup/state.rs:59:10\nPANIC\nexit 101"
 )
@@ -272,7 +355,7 @@ func TestSnapshotReportsTheNodesHeight(t *testing.T) {
 		"current below, exits 0":  {gen: jobargs.CloudOpCurrent, script: currentIgnoresBackup, current: "80", target: "100", wantBefore: 80, wantErr: "cloud-op backup exited 0 but wrote no $SNAP/chain_data and wrote no $SNAP/data: the node is at height 80, not above the snapshot's height 100"},
 		"current fails otherwise": {gen: jobargs.CloudOpCurrent, script: `echo "current height: 120"; echo "Error: disk full" >&2; exit 1`, wantBefore: 120, wantErr: "cloud-op backup failed (exit status 1): Error: disk full"},
 		"legacy backs up":         {gen: jobargs.CloudOpLegacy, script: legacyBacksUp, wantBefore: -1},
-		"legacy cannot make dir":  {gen: jobargs.CloudOpLegacy, script: legacyCannotMakeDir, wantBefore: -1, wantErr: "cloud-op state-backup exited 0 but wrote no $SNAP/chain_data and wrote no $SNAP/data"},
+		"legacy cannot make dir":  {gen: jobargs.CloudOpLegacy, script: legacyCannotMakeDir, wantBefore: -1, wantErr: "cloud-op state-backup exited 0 but wrote no $SNAP"},
 		"legacy no such height":   {gen: jobargs.CloudOpLegacy, script: legacyNoSuchHeight, wantBefore: -1, wantErr: "cloud-op state-backup failed (exit status 101): thread 'main' panicked at 'called `Option::unwrap()` on a `None` value'"},
 	} {
 		t.Run(name, func(t *testing.T) {
