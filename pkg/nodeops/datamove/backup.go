@@ -77,3 +77,29 @@ func writeLegacySnapshotManifest(ctx context.Context, backupPath string, h int64
 	sum, err := writeManifestFile(legacySnapshotManifest(backupPath, h), stats.Digests)
 	return stats, sum, err
 }
+
+// snapshotCheck is what verifying a legacy snapshot found: ok when a manifest was there and
+// the snapshot matches it.
+type snapshotCheck struct {
+	ok       bool
+	stats    treeStats
+	checksum string
+}
+
+// verifyLegacySnapshot checks the legacy snapshot P/<h> against the manifest beside it: every
+// file listed there with the same digest, and no other. No manifest is not an error.
+func verifyLegacySnapshot(ctx context.Context, backupPath string, h int64) (snapshotCheck, error) {
+	path := legacySnapshotManifest(backupPath, h)
+	m, sum, err := readManifestFile(path)
+	if err != nil || m == nil {
+		return snapshotCheck{}, err
+	}
+	stats, err := copyTrees(ctx, backupPath, []string{strconv.FormatInt(h, 10)}, treeCopy{expect: m})
+	if err != nil {
+		if ctx.Err() != nil {
+			return snapshotCheck{}, err // stopped, not a mismatch
+		}
+		return snapshotCheck{}, fmt.Errorf("it does not match its manifest %s: %w", path, err)
+	}
+	return snapshotCheck{ok: true, stats: stats, checksum: sum}, nil
+}

@@ -424,9 +424,12 @@ func Snapshot(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result,
 // SnapshotRestore restores the snapshot P/<h> (P = p.BackupPath) into the node root: with the
 // legacy generation through cloud-op's state-recover, guarded by a checkpoint; with the
 // current one, which has no such command, as a verified Restore of P/<h>. Either way the
-// snapshot must hold chain_data and data with data in them before anything is restored:
+// snapshot must hold what its generation writes (snapshotGaps) before anything is restored:
 // Restore accepts a source without data (a backup of a node that had none) and then leaves
-// the node without data too, and a manifest only vouches for the files it lists.
+// the node without data too, and a manifest only vouches for the files it lists. A legacy
+// snapshot is verified against the manifest beside it before state-recover copies it; one
+// without (made by the original operator, or before this one wrote it) is restored
+// unverified with a warning, as Restore does a backup without a manifest.
 func SnapshotRestore(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.Result, error) {
 	res := jobargs.Result{CloudOpGeneration: c.Generation, BlockHeight: p.Height}
 	args, err := cloudOpArgs(c.Generation, jobargs.OpSnapshotRestore, p)
@@ -440,10 +443,22 @@ func SnapshotRestore(ctx context.Context, c *CloudOp, p CloudOpParams) (jobargs.
 		return res, err
 	}
 	snap := snapshotDir(p.BackupPath, p.Height)
-	if gaps, err := chainStateGaps(snap); err != nil {
+	if gaps, err := snapshotGaps(c.Generation, snap); err != nil {
 		return res, err
 	} else if len(gaps) > 0 {
 		return res, fmt.Errorf("snapshot %s cannot be restored: %s; the node's data was not touched", snap, describeGaps(gaps, "no"))
+	}
+	if !viaRestore {
+		verified, err := verifyLegacySnapshot(ctx, p.BackupPath, p.Height)
+		if err != nil {
+			return res, fmt.Errorf("snapshot %s cannot be restored: %v; the node's data was not touched", snap, err)
+		}
+		res.Verified = &verified.ok
+		if verified.ok {
+			res.Bytes, res.Files, res.Checksum = verified.stats.Bytes, verified.stats.Files, verified.checksum
+		} else {
+			res.Warning = joinWarnings([]string{note, UnverifiedSnapshotWarning})
+		}
 	}
 	if viaRestore {
 		restored, err := Restore(ctx, RestoreOptions{Source: snap, NodeRoot: p.NodeRoot, DeleteConsensusData: p.DeleteConsensusData})

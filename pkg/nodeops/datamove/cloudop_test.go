@@ -151,7 +151,11 @@ func TestCloudOpCommandLines(t *testing.T) {
 							}
 							argsLog := installFakeCloudOp(t, gen, script)
 							if oc.op == jobargs.OpSnapshotRestore {
-								makeSnapshot(t, snap)
+								if gen == jobargs.CloudOpLegacy {
+									makeLegacySnapshot(t, snapshots, h)
+								} else {
+									makeSnapshot(t, snap)
+								}
 							}
 							c, err := DetectCloudOp(context.Background(), "cloud-op", nil)
 							if err != nil {
@@ -181,6 +185,10 @@ func TestCloudOpCommandLines(t *testing.T) {
 								}
 								if m, _, err := readManifestFile(manifestPath); err != nil || len(m) != 2 {
 									t.Errorf("snapshot manifest %s: %v, %v", manifestPath, m, err)
+								}
+							case oc.op == jobargs.OpSnapshotRestore && gen == jobargs.CloudOpLegacy:
+								if res.Verified == nil || !*res.Verified || res.Files != 3 {
+									t.Errorf("legacy snapshot-restore result %+v, want 3 files verified", res)
 								}
 							case oc.op == jobargs.OpSnapshotRestore && gen == jobargs.CloudOpCurrent:
 								if b, err := os.ReadFile(filepath.Join(node, "chain_data/000042.sst")); err != nil || string(b) != "snapshot" {

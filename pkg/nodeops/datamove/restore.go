@@ -26,6 +26,10 @@ type RestoreOptions struct {
 // UnverifiedWarning is the Result warning of a restore from a backup without manifest.
 const UnverifiedWarning = "the backup has no checksum manifest (made by the original operator): restored without verification"
 
+// UnverifiedSnapshotWarning is the Result warning of a legacy snapshot restored without a
+// manifest beside it (made by the original operator, or before this one wrote one).
+const UnverifiedSnapshotWarning = "the snapshot has no checksum manifest (made by the original operator or an earlier version of this one): restored without verification"
+
 // Restore replaces the chain state of the node root with the one in Source.
 //
 // The copy goes to a staging directory in the node root (same volume, so the swap is a

@@ -165,12 +165,12 @@ func TestLegacySnapshotChecksWhatCloudOpWrote(t *testing.T) {
 	}
 }
 
-// TestSnapshotRestoreChecksTheSnapshotFirst: a snapshot without data, or with an empty
-// chain_data or data, is refused before cloud-op runs or anything is staged, naming what it
-// lacks, the node's data as it was. The current generation's snapshot gets a manifest of
-// what it holds, so that Restore's verification alone would let it through.
+// TestSnapshotRestoreChecksTheSnapshotFirst: a current-generation snapshot without data, or
+// with an empty chain_data or data, is refused before anything is staged, naming what it
+// lacks, the node's data as it was. The snapshot gets a manifest of what it holds, so that
+// Restore's verification alone would let it through.
 func TestSnapshotRestoreChecksTheSnapshotFirst(t *testing.T) {
-	for _, gen := range []string{jobargs.CloudOpLegacy, jobargs.CloudOpCurrent} {
+	for _, gen := range []string{jobargs.CloudOpCurrent} {
 		for name, tc := range map[string]struct {
 			files   map[string]string // relative path → content; a path ending in / is a directory
 			wantErr string            // %[1]s is the snapshot P/<h>
@@ -219,6 +219,106 @@ func TestSnapshotRestoreChecksTheSnapshotFirst(t *testing.T) {
 	}
 }
 
+// TestLegacySnapshotRestoreChecksTheSnapshotFirst: a legacy snapshot P/<h> that is absent,
+// not a directory or holds no data, or that does not match the manifest beside it, is refused
+// before cloud-op runs, naming what is wrong, the node's data as it was.
+func TestLegacySnapshotRestoreChecksTheSnapshotFirst(t *testing.T) {
+	for name, tc := range map[string]struct {
+		files   map[string]string // relative to P; a path ending in / is a directory
+		damage  func(t *testing.T, snapshots string)
+		wantErr string // %[1]s is the snapshot P/<h>, %[2]s its manifest
+	}{
+		"no snapshot": {wantErr: "snapshot %[1]s cannot be restored: no %[1]s; the node's data was not touched"},
+		"empty": {files: map[string]string{"100/sub/": "", "100/LOCK": ""},
+			wantErr: "snapshot %[1]s cannot be restored: %[1]s is empty; the node's data was not touched"},
+		"a file": {files: map[string]string{"100": "state"},
+			wantErr: "snapshot %[1]s cannot be restored: %[1]s is not a directory; the node's data was not touched"},
+		"a file changed": {damage: func(t *testing.T, p string) { writeTree(t, p, map[string]string{"100/000043.sst": "other state"}) },
+			wantErr: "snapshot %[1]s cannot be restored: it does not match its manifest %[2]s: 100/000043.sst is corrupted: its sha256 is "},
+		"a file added": {damage: func(t *testing.T, p string) { writeTree(t, p, map[string]string{"100/000044.sst": "more"}) },
+			wantErr: "snapshot %[1]s cannot be restored: it does not match its manifest %[2]s: 100/000044.sst is not in the manifest; the node's data was not touched"},
+		"a file lost": {damage: func(t *testing.T, p string) { os.Remove(filepath.Join(p, "100", "MANIFEST-000001")) },
+			wantErr: "snapshot %[1]s cannot be restored: it does not match its manifest %[2]s: 100/MANIFEST-000001 is listed in the manifest but missing (1 missing); the node's data was not touched"},
+		"manifest unreadable": {damage: func(t *testing.T, p string) { writeTree(t, p, map[string]string{"100." + ManifestFile: "garbage\n"}) },
+			wantErr: "snapshot %[1]s cannot be restored: %[2]s: line 1 is not \"<sha256>  <path>\"; the node's data was not touched"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			node := t.TempDir()
+			makeNodeRoot(t, node, nodeRootSpec{smallFiles: 5, seed: 2})
+			before := fingerprint(t, node)
+			delete(before, ".")
+			snapshots := t.TempDir()
+			snap := filepath.Join(snapshots, "100")
+			writeTree(t, snapshots, tc.files)
+			if tc.damage != nil {
+				makeLegacySnapshot(t, snapshots, 100)
+				tc.damage(t, snapshots)
+			}
+			argsLog := installFakeCloudOp(t, jobargs.CloudOpLegacy, "exit 0")
+			c, err := DetectCloudOp(context.Background(), "cloud-op", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = SnapshotRestore(context.Background(), c, CloudOpParams{Height: 100, NodeRoot: node, ConfigPath: "/c", BackupPath: snapshots, Crypto: "sm", Consensus: "raft", DeleteConsensusData: true})
+			want := fmt.Sprintf(tc.wantErr, snap, filepath.Join(snapshots, "100."+ManifestFile))
+			if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.HasSuffix(err.Error(), "; the node's data was not touched") {
+				t.Fatalf("err = %v\nwant %s", err, want)
+			}
+			if readArgsLog(t, argsLog) != nil {
+				t.Errorf("cloud-op ran on a snapshot that is not whole")
+			}
+			after := fingerprint(t, node)
+			delete(after, ".")
+			if d := diffFingerprints(before, after); d != "" {
+				t.Errorf("node root changed:\n%s", d)
+			}
+		})
+	}
+}
+
+// TestLegacySnapshotRestoreVerifiesTheSnapshot: a legacy snapshot with its manifest is
+// verified, and reported so with what it holds; one without (made before the manifest, or by
+// the original operator) is restored unverified, with a warning saying so.
+func TestLegacySnapshotRestoreVerifiesTheSnapshot(t *testing.T) {
+	for name, withManifest := range map[string]bool{"with manifest": true, "without manifest": false} {
+		t.Run(name, func(t *testing.T) {
+			node := makeCloudOpNode(t)
+			snapshots := t.TempDir()
+			makeLegacySnapshot(t, snapshots, 100)
+			manifestPath := filepath.Join(snapshots, "100."+ManifestFile)
+			_, sum, err := readManifestFile(manifestPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !withManifest {
+				os.Remove(manifestPath)
+			}
+			argsLog := installFakeCloudOp(t, jobargs.CloudOpLegacy, "exit 0")
+			c, err := DetectCloudOp(context.Background(), "cloud-op", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := SnapshotRestore(context.Background(), c, CloudOpParams{Height: 100, NodeRoot: node, ConfigPath: "/c", BackupPath: snapshots, Crypto: "sm", Consensus: "raft"})
+			if err != nil {
+				t.Fatalf("err = %v", err)
+			}
+			if readArgsLog(t, argsLog) == nil {
+				t.Errorf("cloud-op state-recover did not run")
+			}
+			if res.Verified == nil || *res.Verified != withManifest {
+				t.Errorf("verified %v, want %v", res.Verified, withManifest)
+			}
+			if withManifest {
+				if res.Warning != "" || res.Files != 3 || res.Checksum != sum {
+					t.Errorf("result %+v, want no warning, 3 files, checksum %s", res, sum)
+				}
+			} else if res.Warning != UnverifiedSnapshotWarning || res.Checksum != "" {
+				t.Errorf("result %+v, want the warning %q and no checksum", res, UnverifiedSnapshotWarning)
+			}
+		})
+	}
+}
+
 // writeTree writes files (relative path → content; a path ending in / is a directory) under
 // root.
 func writeTree(t *testing.T, root string, files map[string]string) {
@@ -260,7 +360,7 @@ func TestLegacySnapshotRestoreChecksWhatCloudOpLeft(t *testing.T) {
 			before := fingerprint(t, node)
 			delete(before, ".")
 			snapshots := t.TempDir()
-			makeSnapshot(t, filepath.Join(snapshots, "100"))
+			makeLegacySnapshot(t, snapshots, 100)
 			t.Setenv("NODE_ROOT", node)
 			installFakeCloudOp(t, jobargs.CloudOpLegacy, tc.script)
 			c, err := DetectCloudOp(context.Background(), "cloud-op", nil)
