@@ -175,15 +175,29 @@ rollback)
 snapshot)
 	dest="$backup/$height"
 	rm -rf "$dest" && mkdir -p "$dest" || exit 1
-	cp -a "$root/chain_data" "$dest/" || exit 1
-	if [ -d "$root/data" ]; then cp -a "$root/data" "$dest/" || exit 1; fi
-	echo "state of height $height backed up to $dest" ;;
+	if [ %[1]s = legacy ]; then
+		# state-backup writes the executor's state at the height as one
+		# RocksDB, P/<h> itself (v0.2.5 src/backup/state.rs).
+		printf 'MANIFEST-000001\n' > "$dest/CURRENT" &&
+		printf 'manifest of height %%s\n' "$height" > "$dest/MANIFEST-000001" &&
+		printf 'state of height %%s\n' "$height" > "$dest/000003.sst" &&
+		: > "$dest/LOCK" || exit 1
+		echo "extract_backup finish."
+	else
+		cp -a "$root/chain_data" "$dest/" || exit 1
+		if [ -d "$root/data" ]; then cp -a "$root/data" "$dest/" || exit 1; fi
+		echo "state of height $height backed up to $dest"
+	fi ;;
 restore)
+	# state-recover (legacy only) rolls the chain back in place (the marker
+	# says to which height) and copies P/<h> over the executor's statedb,
+	# data/statedb (v0.2.5 src/recover.rs state_recover,
+	# src/recover/executor.rs move_state).
 	src="$backup/$height"
-	[ -d "$src/chain_data" ] || { echo "error: no state backup of height $height in $backup" >&2; exit 1; }
-	rm -rf "$root/chain_data" "$root/data" || exit 1
-	cp -a "$src/chain_data" "$root/" || exit 1
-	if [ -d "$src/data" ]; then cp -a "$src/data" "$root/" || exit 1; fi
+	[ -d "$src" ] || { echo "thread 'main' panicked at 'called Result::unwrap() on an Err value: Os { code: 2, kind: NotFound, message: \"No such file or directory\" }', src/recover/executor.rs:90:26" >&2; exit 101; }
+	[ -d "$root/chain_data" ] || { echo "error: $root/chain_data: no such directory" >&2; exit 1; }
+	printf '%%s\n' "$height" > "$root/chain_data/%[9]s" || exit 1
+	rm -rf "$root/data/statedb" && mkdir -p "$root/data" && cp -a "$src" "$root/data/statedb" || exit 1
 	clear_consensus
 	echo "recovered state of height $height" ;;
 esac

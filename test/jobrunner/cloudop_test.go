@@ -101,17 +101,42 @@ func TestFakeCloudOp(t *testing.T) {
 			if code, stderr := run(gen, snapshot...); code != 0 {
 				t.Fatalf("%v: exit %d: %s", snapshot, code, stderr)
 			}
-			if got := read(filepath.Join(backup, "9", "data", "000002.sst")); got != "state" {
-				t.Errorf("snapshot data %q", got)
+			if gen == jobargs.CloudOpCurrent {
+				if got := read(filepath.Join(backup, "9", "data", "000002.sst")); got != "state" {
+					t.Errorf("snapshot data %q", got)
+				}
+			} else {
+				// state-backup writes one RocksDB, P/<h> itself: no chain_data, no data.
+				if got := read(filepath.Join(backup, "9", "000003.sst")); got != "state of height 9\n" {
+					t.Errorf("snapshot statedb %q", got)
+				}
+				for _, name := range []string{"chain_data", "data"} {
+					if _, err := os.Lstat(filepath.Join(backup, "9", name)); !os.IsNotExist(err) {
+						t.Errorf("legacy snapshot has %s: %v", name, err)
+					}
+				}
 			}
 			if gen == jobargs.CloudOpLegacy {
-				os.WriteFile(filepath.Join(root, "chain_data", "000001.sst"), []byte("damaged"), 0o644)
+				// state-recover rolls chain_data back in place and replaces data/statedb by
+				// P/<h>, keeping the rest of data.
+				os.MkdirAll(filepath.Join(root, "data", "statedb"), 0o755)
+				os.WriteFile(filepath.Join(root, "data", "statedb", "000099.sst"), []byte("newer state"), 0o644)
 				restore := append([]string{"state-recover", "9", "--node-root", root, "--config-path", config, "--backup-path", backup}, legacyTail...)
 				if code, stderr := run(gen, restore...); code != 0 {
 					t.Fatalf("%v: exit %d: %s", restore, code, stderr)
 				}
-				if got := read(filepath.Join(root, "chain_data", "000001.sst")); got != "blocks" {
-					t.Errorf("after state-recover: %q", got)
+				for rel, want := range map[string]string{
+					"chain_data/000001.sst": "blocks", "chain_data/" + FallbackMarker: "9\n",
+					"data/000002.sst": "state", "data/statedb/000003.sst": "state of height 9\n", "data/statedb/000099.sst": "",
+				} {
+					if got := read(filepath.Join(root, rel)); got != want {
+						t.Errorf("after state-recover, %s holds %q, want %q", rel, got, want)
+					}
+				}
+				missing := append([]string(nil), restore...)
+				missing[1] = "8"
+				if code, stderr := run(gen, missing...); code != 101 || !strings.Contains(stderr, "No such file or directory") {
+					t.Errorf("state-recover of a height without snapshot: exit %d, stderr %q", code, stderr)
 				}
 			}
 

@@ -549,11 +549,19 @@ func (e *env) testLegacySnapshot(t *testing.T) {
 		t.Fatalf("job ended %s, want Complete", got)
 	}
 	res, _ := f.result(f.jobPod("snapshot-1"))
-	if res.CloudOpGeneration != jobargs.CloudOpLegacy || res.Files != 5 {
-		t.Errorf("result %+v, want a legacy snapshot of 5 files", res)
+	// The fake state-backup writes one RocksDB of 4 files (CURRENT, MANIFEST-000001,
+	// 000003.sst, LOCK) as P/<h>; the manifest goes beside it.
+	if res.CloudOpGeneration != jobargs.CloudOpLegacy || res.Files != 4 || res.Checksum == "" {
+		t.Errorf("result %+v, want a legacy snapshot of 4 files with a checksum", res)
 	}
-	if got, err := os.ReadFile(filepath.Join(snapDir, "42", "chain_data", "000001.sst")); err != nil || string(got) != "blocks" {
+	if got, err := os.ReadFile(filepath.Join(snapDir, "42", "000003.sst")); err != nil || string(got) != "state of height 42\n" {
 		t.Errorf("snapshot content %q, %v", got, err)
+	}
+	if _, err := os.Lstat(filepath.Join(snapDir, "42", datamove.ManifestFile)); !os.IsNotExist(err) {
+		t.Errorf("a manifest inside the legacy snapshot, which state-recover copies into the node's statedb: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(snapDir, "42."+datamove.ManifestFile)); err != nil {
+		t.Errorf("no manifest beside the legacy snapshot: %v", err)
 	}
 	want := []string{"state-backup", "42", "--node-root", "/cita/node", "--config-path", "/cita/config/config.toml",
 		"--backup-path", "/cita/backup", "--crypto", "sm", "--consensus", "raft"}
@@ -561,6 +569,26 @@ func (e *env) testLegacySnapshot(t *testing.T) {
 		return c.Generation == jobargs.CloudOpLegacy && slices.Equal(c.Args, want)
 	}) {
 		t.Errorf("no legacy cloud-op call %q in %v", want, e.cloudOpCalls(t))
+	}
+
+	// Restoring it: verified against that manifest, then state-recover puts it in the
+	// node's data/statedb.
+	f.createJob(jobSpec{name: "snapshot-restore-1", backupClaim: "snap-1", backupReadOnly: true, args: jobargs.Args{
+		Op: jobargs.OpSnapshotRestore, NodeRoot: jobargs.NodeRootMountPath, SourcePath: jobargs.BackupMountPath, BlockHeight: 42,
+		ConfigPath: jobargs.ConfigMountPath + "/" + jobargs.ConfigFileName, Crypto: "sm", Consensus: "raft",
+	}})
+	if got := f.waitJob("snapshot-restore-1"); got != batchv1.JobComplete {
+		t.Fatalf("snapshot-restore job ended %s, want Complete", got)
+	}
+	res, _ = f.result(f.jobPod("snapshot-restore-1"))
+	if res.Verified == nil || !*res.Verified || res.Files != 4 || res.Warning != "" {
+		t.Errorf("snapshot-restore result %+v, want 4 files verified, no warning", res)
+	}
+	if got, err := os.ReadFile(filepath.Join(f.nodeRoot, "data", "statedb", "000003.sst")); err != nil || string(got) != "state of height 42\n" {
+		t.Errorf("node's statedb after state-recover %q, %v", got, err)
+	}
+	if got, err := os.ReadFile(filepath.Join(f.nodeRoot, "chain_data", "000001.sst")); err != nil || string(got) != "blocks" {
+		t.Errorf("node's chain_data after state-recover %q, %v", got, err)
 	}
 }
 
