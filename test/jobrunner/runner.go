@@ -32,7 +32,9 @@
 //
 // The fake cloud-op speaks each generation's command line exactly (anything
 // else exits 2), rolls back by writing chain_data/FALLBACK_HEIGHT, snapshots by
-// copying chain_data and data to P/<h>, and has test hooks by height:
+// copying chain_data and data to P/<h> (current) or writing P/<h> as one
+// RocksDB-like statedb (legacy state-backup), restores a legacy snapshot by
+// copying P/<h> over data/statedb, and has test hooks by height:
 // FailHeight fails with FailReason on stderr, SlowHeight sleeps until SIGTERM,
 // HangHeight ignores SIGTERM. Every call is recorded (CloudOpCalls). An image
 // whose name contains UnpullableImage never runs (ErrImagePull, then
