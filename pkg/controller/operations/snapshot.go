@@ -13,7 +13,9 @@ import (
 )
 
 // Snapshot: cloud-op writes the state at a height into a PVC named after the
-// Snapshot and owned by it, as <claim>/<height>/{chain_data,data}.
+// Snapshot and owned by it, as <claim>/<height>: {chain_data,data} with the
+// current cloud-op, the executor's state database itself with the legacy
+// one (see datamove.Snapshot).
 func init() {
 	register(kindSpec[*citav1.Snapshot]{
 		Name: "Snapshot", Resource: "snapshots", JobSuffix: "snapshot",
