@@ -73,6 +73,10 @@ type Options struct {
 	// APIServerProfiling serves the apiserver's /debug/pprof (to admins), for
 	// benchmarks that look at where its CPU goes.
 	APIServerProfiling bool
+	// RealNode, when set, runs one real node (containerd, runc and a
+	// kubelet) instead of kwok and its nodes: Nodes, LeavePodsWithLabel and
+	// LeavePodsOnNodes are then ignored. See RealNode.
+	RealNode *RealNode
 	// Logf reports progress; nil is quiet.
 	Logf func(format string, args ...any)
 }
@@ -91,10 +95,15 @@ type Cluster struct {
 	Server, ControllerManager, Scheduler string
 	// NodeNames are all nodes created, kwok-simulated ones first.
 	NodeNames []string
+	// APIServerPort is the apiserver's port on 127.0.0.1 (for pods on the
+	// real node's host network: KUBERNETES_SERVICE_PORT).
+	APIServerPort int
 
 	opts        Options
 	removeWork  bool
 	adminConfig *rest.Config
+	certs       *pki
+	realNode    *realNode
 	cancel      context.CancelFunc
 	bg          sync.WaitGroup
 
@@ -122,7 +131,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			return nil, err
 		}
 	}
-	if missing := MissingBinaries(opts.BinDir); len(missing) > 0 {
+	if missing := missingBinaries(opts.BinDir, opts.RealNode != nil); len(missing) > 0 {
 		return nil, fmt.Errorf("missing in %s: %s (run hack/tools/build.sh)", opts.BinDir, strings.Join(missing, ", "))
 	}
 
@@ -200,12 +209,22 @@ func DefaultBinDir() (string, error) {
 }
 
 // MissingBinaries lists what Start needs but binDir lacks.
-func MissingBinaries(binDir string) []string {
+func MissingBinaries(binDir string) []string { return missingBinaries(binDir, false) }
+
+// missingBinaries: for a real node instead of kwok (realNode), kwok is not
+// needed; MissingRealNodeBinaries lists what a real node needs besides.
+func missingBinaries(binDir string, realNode bool) []string {
 	var missing []string
 	for _, b := range Binaries {
+		if realNode && b == "kwok" {
+			continue
+		}
 		if !fileExists(filepath.Join(binDir, b)) {
 			missing = append(missing, b)
 		}
+	}
+	if realNode {
+		return missing
 	}
 	for _, d := range kwokStageDirs {
 		if !fileExists(filepath.Join(binDir, "kwok-stages", d)) {
@@ -254,13 +273,16 @@ func (c *Cluster) Stop() error {
 	if c.cancel != nil {
 		c.cancel()
 	}
+	var errs error
+	if c.realNode != nil {
+		errs = c.realNode.stop()
+	}
 	for i := len(procs) - 1; i >= 0; i-- {
 		procs[i].Stop(10 * time.Second)
 	}
 	c.bg.Wait()
-	var errs error
 	if c.removeWork {
-		errs = os.RemoveAll(c.WorkDir)
+		errs = errors.Join(errs, os.RemoveAll(c.WorkDir))
 	}
 	c.stopErrs = errs
 	return errs
@@ -273,12 +295,14 @@ func (c *Cluster) startComponents(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	c.certs = certs
 	ports, err := freePorts(5)
 	if err != nil {
 		return err
 	}
 	etcdPort, etcdPeerPort, apiPort, kcmPort, schedPort := ports[0], ports[1], ports[2], ports[3], ports[4]
 	c.Server = "https://127.0.0.1:" + strconv.Itoa(apiPort)
+	c.APIServerPort = apiPort
 	c.ControllerManager = "https://127.0.0.1:" + strconv.Itoa(kcmPort)
 	c.Scheduler = "https://127.0.0.1:" + strconv.Itoa(schedPort)
 
@@ -289,6 +313,12 @@ func (c *Cluster) startComponents(ctx context.Context) error {
 		return err
 	}
 	frontProxy, err := certs.frontProxyClient()
+	if err != nil {
+		return err
+	}
+	// The apiserver's client certificate to kubelets (logs, exec); a real
+	// node's kubelet checks it against the CA.
+	kubeletClient, err := certs.client("kube-apiserver-kubelet-client", kubeletClientUser)
 	if err != nil {
 		return err
 	}
@@ -367,6 +397,9 @@ func (c *Cluster) startComponents(ctx context.Context) error {
 		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
 		"--proxy-client-cert-file="+frontProxy.CertFile,
 		"--proxy-client-key-file="+frontProxy.KeyFile,
+		"--kubelet-client-certificate="+kubeletClient.CertFile,
+		"--kubelet-client-key="+kubeletClient.KeyFile,
+		"--kubelet-preferred-address-types=InternalIP,Hostname",
 		"--authorization-mode=Node,RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file="+certs.ServiceAccountPubKeyFile,
@@ -436,6 +469,13 @@ leaderElection:
 		return err
 	}
 
+	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: insecureTLS()}, Timeout: 2 * time.Second}
+	if c.opts.RealNode != nil {
+		if err := c.waitHTTP(ctx, "kube-controller-manager", c.ControllerManager+"/healthz", insecure); err != nil {
+			return err
+		}
+		return c.waitHTTP(ctx, "kube-scheduler", c.Scheduler+"/healthz", insecure)
+	}
 	kwokConfig := filepath.Join(c.WorkDir, "kwok.yaml")
 	if err := writeKwokStages(filepath.Join(c.opts.BinDir, "kwok-stages"), kwokConfig,
 		c.opts.LeavePodsWithLabel, c.opts.LeavePodsOnNodes); err != nil {
@@ -459,12 +499,14 @@ leaderElection:
 		return err
 	}
 
-	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: insecureTLS()}, Timeout: 2 * time.Second}
 	if err := c.waitHTTP(ctx, "kube-controller-manager", c.ControllerManager+"/healthz", insecure); err != nil {
 		return err
 	}
 	return c.waitHTTP(ctx, "kube-scheduler", c.Scheduler+"/healthz", insecure)
 }
+
+// kubeletClientUser is the apiserver's user name towards kubelets.
+const kubeletClientUser = "kube-apiserver-kubelet-client"
 
 // RunnerNodeTaint keeps the scheduler from placing pods on the
 // LeavePodsOnNodes nodes; pods meant for them are bound there by nodeName
@@ -494,6 +536,12 @@ func (c *Cluster) setUpWorkloadSupport(ctx, bgCtx context.Context) error {
 		factory.Shutdown()
 	}()
 
+	if c.opts.RealNode != nil {
+		if err := kubeletAPIAdmin(ctx, client, kubeletClientUser); err != nil {
+			return err
+		}
+		return c.startRealNode(ctx, c.certs, c.APIServerPort)
+	}
 	for i := range c.opts.Nodes {
 		c.NodeNames = append(c.NodeNames, fmt.Sprintf("kwok-node-%d", i))
 	}
