@@ -25,13 +25,23 @@ GO_PACKAGES     := ./...
 build: ## Build the operator and job binaries into bin/.
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/cita-node-operator ./cmd/cita-node-job
 
+# Images without a Docker engine (hack/image): make build's binaries in one
+# layer, as OCI image-layout tarballs for `ctr -n k8s.io images import`, named
+# $(IMAGE) / $(JOB_IMAGE); PUSH=1 also pushes them there. The same binaries give
+# the same digest. The job image's base is a registry image, or a local image
+# tarball or OCI layout directory when CLOUD_OP_IMAGE is a path (then
+# CLOUD_OP_TAG is not used). The Dockerfile builds the same images with Docker.
+IMAGES_DIR      := bin/images
+IMAGE_PUSH      = $(if $(filter 1,$(PUSH)),-push)
+JOB_BASE        = $(if $(wildcard $(CLOUD_OP_IMAGE)),$(CLOUD_OP_IMAGE),$(CLOUD_OP_IMAGE):$(CLOUD_OP_TAG))
+
 .PHONY: image
-image: ## Build the operator image (needs a Docker engine).
-	docker build --target operator -t $(IMAGE) .
+image: build ## The operator image (scratch, non-root) from bin/ into bin/images/operator.tar, tagged IMAGE; PUSH=1 pushes it.
+	$(GO) run ./hack/image -preset operator -bin bin -tag $(IMAGE) -o $(IMAGES_DIR)/operator.tar $(IMAGE_PUSH)
 
 .PHONY: image-job
-image-job: ## Build the Jobs' image: cita-node-job + cloud-op (needs a Docker engine).
-	docker build --target job --build-arg CLOUD_OP_IMAGE=$(CLOUD_OP_IMAGE) --build-arg CLOUD_OP_TAG=$(CLOUD_OP_TAG) -t $(JOB_IMAGE) .
+image-job: build ## The Jobs' image: bin/cita-node-job on CLOUD_OP_IMAGE:CLOUD_OP_TAG (or a local image tarball) into bin/images/job.tar, tagged JOB_IMAGE; PUSH=1 pushes it.
+	$(GO) run ./hack/image -preset job -bin bin -base $(JOB_BASE) -tag $(JOB_IMAGE) -o $(IMAGES_DIR)/job.tar $(IMAGE_PUSH)
 
 .PHONY: tools
 tools: ## Build (or reuse from the cache) etcd, kube-*, kubectl, kwok, helm into bin/.
