@@ -1,8 +1,8 @@
 // Package packaging checks how the operator is shipped: the Helm chart (lint,
 // rendering, least-privilege RBAC), manifests/install.yaml rendered from it, the
-// Dockerfile and the static binaries it builds, and — on the local control
-// plane — that the chart installs, is accepted by a real apiserver and
-// uninstalls cleanly.
+// Dockerfile, the static binaries it builds and hack/image's presets that must
+// agree with it, and — on the local control plane — that the chart installs, is
+// accepted by a real apiserver and uninstalls cleanly.
 //
 // Tests needing bin/helm, bin/kubectl or the control plane binaries skip when
 // they are missing, and fail instead with CITA_E2E_REQUIRED=1 (as CI sets).
