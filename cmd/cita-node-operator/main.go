@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -201,11 +202,10 @@ func run(ctx context.Context, o *options) error {
 		return controllerStopped()
 	}
 
-	id, err := os.Hostname()
+	id, err := leaderIdentity()
 	if err != nil {
 		return err
 	}
-	id = fmt.Sprintf("%s_%d", id, os.Getpid())
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta:  leaseMeta(o),
 		Client:     kube.CoordinationV1(),
@@ -327,4 +327,20 @@ func serve(ctx context.Context, addr, name string, handler http.Handler) {
 		defer cancel()
 		_ = srv.Shutdown(shutdown)
 	}()
+}
+
+// leaderIdentity names this process in the Lease: its pod (POD_NAME, set by
+// the chart) or host name, and a UUID. The UUID, not the pid: in a
+// container the pid is always 1, and on the host network every pod of a
+// machine has the machine's host name, so a replacement pod started beside
+// the old one would take the old one's identity and both would lead.
+func leaderIdentity() (string, error) {
+	name := os.Getenv("POD_NAME")
+	if name == "" {
+		var err error
+		if name, err = os.Hostname(); err != nil {
+			return "", err
+		}
+	}
+	return name + "_" + string(uuid.NewUUID()), nil
 }

@@ -267,8 +267,8 @@ func TestDeploymentNetworkValues(t *testing.T) {
 	if pod.HostNetwork || pod.DNSPolicy != "" {
 		t.Errorf("default: hostNetwork %v, dnsPolicy %q", pod.HostNetwork, pod.DNSPolicy)
 	}
-	if env := pod.Containers[0].Env; len(env) != 1 || env[0].Name != "GOMEMLIMIT" {
-		t.Errorf("default env %+v, want only GOMEMLIMIT", env)
+	if env := pod.Containers[0].Env; len(env) != 2 || env[0].Name != "POD_NAME" || env[1].Name != "GOMEMLIMIT" {
+		t.Errorf("default env %+v, want POD_NAME and GOMEMLIMIT", env)
 	}
 	pod = renderedDeployment(t, "--set", "hostNetwork=true",
 		"--set", "extraEnv[0].name=KUBERNETES_SERVICE_HOST", "--set", "extraEnv[0].value=127.0.0.1",
@@ -277,7 +277,7 @@ func TestDeploymentNetworkValues(t *testing.T) {
 		t.Errorf("hostNetwork %v, dnsPolicy %q", pod.HostNetwork, pod.DNSPolicy)
 	}
 	want := []corev1.EnvVar{{Name: "KUBERNETES_SERVICE_HOST", Value: "127.0.0.1"}, {Name: "KUBERNETES_SERVICE_PORT", Value: "6443"}}
-	if diff := cmp.Diff(want, pod.Containers[0].Env[1:]); diff != "" {
+	if diff := cmp.Diff(want, pod.Containers[0].Env[2:]); diff != "" {
 		t.Errorf("extraEnv (-want +got):\n%s", diff)
 	}
 }
