@@ -88,15 +88,24 @@ vet:
 	$(GO) vet $(GO_PACKAGES)
 
 .PHONY: test
-test: test-unit test-e2e ## The README's test command: every test suite.
+test: test-unit test-e2e test-realnode ## The README's test command: every test suite.
 
 .PHONY: test-unit
 test-unit: ## Unit tests (fake clientsets, real files); suites needing bin/ skip here.
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/)
 
 .PHONY: test-e2e
-test-e2e: tools build ## Suites on the real local control plane (required to run, never skipped).
-	CITA_E2E_REQUIRED=1 $(GO) test -count=1 -timeout 40m ./test/...
+test-e2e: tools node-tools build ## Suites on the real local control plane, kwok's nodes (required to run, never skipped).
+	CITA_E2E_REQUIRED=1 CITA_REALNODE_REQUIRED=1 $(GO) test -count=1 -timeout 40m $$($(GO) list ./test/... | grep -v /test/realnode)
+
+.PHONY: test-realnode
+test-realnode: tools node-tools build ## The real-kubelet lane: the images and the chart on a real node (as root).
+	CITA_REALNODE_REQUIRED=1 $(GO) test -count=1 -timeout 20m ./test/realnode/
+
+.PHONY: node-tools
+node-tools: ## A real node's kubelet (built, cached like tools) and containerd, runc, CNI plugins, busybox (apt, where missing).
+	hack/tools/kubelet.sh
+	hack/tools/node-runtime.sh
 
 .PHONY: demo
 demo: tools build ## Run the operator for real on a local control plane, apply the samples, print the results.

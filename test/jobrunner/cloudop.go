@@ -252,3 +252,8 @@ func readCloudOpCalls(path string) ([]CloudOpCall, error) {
 	}
 	return calls, nil
 }
+
+// FakeCloudOp is the fake cloud-op of a generation as one shell script, for
+// a job image's stand-in base (test/realnode): it needs /bin/sh and the
+// file tools (cp, rm, mkdir, sleep), and appends its calls to callsFile.
+func FakeCloudOp(gen, callsFile string) string { return cloudOpScript(gen, callsFile) }

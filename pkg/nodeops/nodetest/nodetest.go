@@ -194,6 +194,12 @@ func (s *settings) containers(mounts ...corev1.VolumeMount) []corev1.Container {
 	out := make([]corev1.Container, len(images))
 	for i, c := range images {
 		out[i] = corev1.Container{Name: c.name, Image: c.image, VolumeMounts: append([]corev1.VolumeMount(nil), mounts...)}
+		if s.subPathExpr != "" {
+			// A subPathExpr expands the container's own variables: the
+			// helm chart defines POD_NAME from the pod's name, and without
+			// it a kubelet refuses to start the container.
+			out[i].Env = []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}}
+		}
 	}
 	return out
 }
