@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/cita-cloud/cita-node-operator/test/localcluster"
@@ -18,6 +19,8 @@ type operator struct {
 	extraArgs               []string
 	proc                    *localcluster.Process
 	starts                  int
+	// name is the process's POD_NAME, the start of its leader identity.
+	name string
 }
 
 // jobImage is what the operator's Jobs run; the runner executes
@@ -52,8 +55,15 @@ func (o *operator) start() error {
 		"--v=2",
 	}, o.extraArgs...)
 	var err error
-	o.proc, err = localcluster.StartProcess(fmt.Sprintf("operator-%d", o.starts), o.bin, o.logDir, nil, args...)
+	o.name = fmt.Sprintf("operator-%p-%d", o, o.starts)
+	o.proc, err = localcluster.StartProcess(fmt.Sprintf("operator-%d", o.starts), o.bin, o.logDir, []string{"POD_NAME=" + o.name}, args...)
 	return err
+}
+
+// leads reports whether the Lease holder is this process (its identity is
+// <POD_NAME>_<uuid>).
+func (o *operator) leads(holder string) bool {
+	return o.proc != nil && strings.HasPrefix(holder, o.name+"_")
 }
 
 // kill ends the process at once, as a node failure or OOM kill would.

@@ -145,6 +145,7 @@ func TestEveryKindOnRealPods(t *testing.T) {
 				if err != nil || len(pods) == 0 || !podReady(&pods[0]) {
 					t.Fatalf("after %s the node's pod is not Ready: %v %+v", kind, err, pods)
 				}
+				assertJobPodRanWithoutToken(t, ns, name)
 			}
 
 			before := digest(t, root, "chain_data", "data")
@@ -192,6 +193,58 @@ func TestEveryKindOnRealPods(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSwitchoverOnRealPods: two cloud-config nodes swap their account
+// ConfigMaps; both restart from the swapped template and are seen Ready.
+func TestSwitchoverOnRealPods(t *testing.T) {
+	need(t)
+	d := &fixtures.Deployer{Client: env.kube, VolumeDir: localcluster.VolumeDir, Timeout: 2 * time.Minute}
+	ns := namespace(t, "real-switchover")
+	var nodes []*fixtures.Node
+	for _, name := range []string{"rs-node0", "rs-node1"} {
+		n, err := d.CloudConfig(env.ctx, ns, "rs", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, n)
+	}
+	before := []string{account(t, ns, "rs-node0"), account(t, ns, "rs-node1")}
+	mustApply(t, fmt.Sprintf("apiVersion: citacloud.rivtower.com/v1\nkind: Switchover\nmetadata:\n  name: sw\n  namespace: %s\nspec:\n  chain: rs\n  sourceNode: rs-node0\n  destNode: rs-node1\n", ns))
+	st := waitOp(t, "Switchover", ns, "sw", 4*time.Minute)
+	if st.Status != citav1.PhaseComplete || !meta.IsStatusConditionTrue(st.Conditions, citav1.ConditionNodeReady) {
+		t.Fatalf("%s: %s %+v", st.Status, st.Message, st.Conditions)
+	}
+	if after := []string{account(t, ns, "rs-node0"), account(t, ns, "rs-node1")}; after[0] != before[1] || after[1] != before[0] {
+		t.Fatalf("accounts %v, were %v", after, before)
+	}
+	for _, n := range nodes {
+		pods, err := d.Pods(env.ctx, n)
+		if err != nil || len(pods) != 1 || !podReady(&pods[0]) {
+			t.Fatalf("node %s after the switchover: %v %+v", n.Name, err, pods)
+		}
+		for _, v := range pods[0].Spec.Volumes {
+			if v.Name == nodeops.AccountVolume && v.ConfigMap.Name != account(t, ns, n.Name) {
+				t.Errorf("pod %s runs with account %s, its template says %s", pods[0].Name, v.ConfigMap.Name, account(t, ns, n.Name))
+			}
+		}
+	}
+}
+
+// account is the account ConfigMap in a cloud-config node's template.
+func account(t *testing.T, ns, node string) string {
+	t.Helper()
+	sts, err := env.kube.AppsV1().StatefulSets(ns).Get(env.ctx, node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range sts.Spec.Template.Spec.Volumes {
+		if v.Name == nodeops.AccountVolume && v.ConfigMap != nil {
+			return v.ConfigMap.Name
+		}
+	}
+	t.Fatalf("StatefulSet %s has no %s volume", node, nodeops.AccountVolume)
+	return ""
 }
 
 // TestOperatorPodKilledMidOperation: while a fallback's Job runs, the
@@ -265,6 +318,42 @@ func TestOperatorPodKilledMidOperation(t *testing.T) {
 	}
 }
 
+// assertJobPodRanWithoutToken: the operation's Job pod ran to success in a
+// real container with the operator's pod spec: no API token mounted, root
+// with only the capabilities the spec adds, the image the chart names.
+func assertJobPodRanWithoutToken(t *testing.T, ns, op string) {
+	t.Helper()
+	pods, err := env.kube.CoreV1().Pods(ns).List(env.ctx, metav1.ListOptions{LabelSelector: "batch.kubernetes.io/job-name"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, p := range pods.Items {
+		if !strings.HasPrefix(p.Labels["batch.kubernetes.io/job-name"], op+"-") {
+			continue
+		}
+		found = true
+		if p.Status.Phase != corev1.PodSucceeded {
+			t.Errorf("Job pod %s: %s", p.Name, p.Status.Phase)
+		}
+		for _, v := range p.Spec.Volumes {
+			if v.Projected != nil && strings.HasPrefix(v.Name, "kube-api-access") {
+				t.Errorf("Job pod %s mounts an API token (%s)", p.Name, v.Name)
+			}
+		}
+		c := p.Spec.Containers[0]
+		if c.Image != jobImage {
+			t.Errorf("Job pod %s runs %s, want %s", p.Name, c.Image, jobImage)
+		}
+		if sc := c.SecurityContext; sc == nil || sc.Capabilities == nil || len(sc.Capabilities.Drop) == 0 || sc.Capabilities.Drop[0] != "ALL" {
+			t.Errorf("Job pod %s securityContext %+v: want every capability dropped but those added", p.Name, sc)
+		}
+	}
+	if !found {
+		t.Errorf("no Job pod of %s left to look at (TTL 30 s)", op)
+	}
+}
+
 // --- helpers ---
 
 func namespace(t *testing.T, name string) string {
@@ -332,6 +421,12 @@ func opStatus(kind, ns, name string) (*citav1.OperationStatus, metav1.Object, er
 		return &o.Status.OperationStatus, o, nil
 	case "ChangeOwner":
 		o, err := c.ChangeOwners(ns).Get(env.ctx, name, get)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &o.Status, o, nil
+	case "Switchover":
+		o, err := c.Switchovers(ns).Get(env.ctx, name, get)
 		if err != nil {
 			return nil, nil, err
 		}
