@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
+	"github.com/cita-cloud/cita-node-operator/test/fixtures"
 )
 
 // applyYAML applies a manifest with the project's kubectl, as a user does.
@@ -34,48 +35,7 @@ func mustApply(t *testing.T, manifest string) {
 // opStatus reads any kind's common status and finalizers.
 func opStatus(t *testing.T, kind, ns, name string) (*citav1.OperationStatus, metav1.Object, error) {
 	t.Helper()
-	c := env.cita.CitacloudV1()
-	ctx := env.ctx
-	switch kind {
-	case "BlockHeightFallback":
-		o, err := c.BlockHeightFallbacks(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return nil, nil, err
-		}
-		return &o.Status.OperationStatus, o, nil
-	case "Backup":
-		o, err := c.Backups(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return nil, nil, err
-		}
-		return &o.Status.OperationStatus, o, nil
-	case "Snapshot":
-		o, err := c.Snapshots(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return nil, nil, err
-		}
-		return &o.Status.OperationStatus, o, nil
-	case "Restore":
-		o, err := c.Restores(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return nil, nil, err
-		}
-		return &o.Status.OperationStatus, o, nil
-	case "Switchover":
-		o, err := c.Switchovers(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return nil, nil, err
-		}
-		return &o.Status, o, nil
-	case "ChangeOwner":
-		o, err := c.ChangeOwners(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return nil, nil, err
-		}
-		return &o.Status, o, nil
-	}
-	t.Fatalf("unknown kind %s", kind)
-	return nil, nil, nil
+	return fixtures.OperationStatus(env.ctx, env.cita, kind, ns, name)
 }
 
 // waitOp waits for the operation to end: finished and its finalizer gone.

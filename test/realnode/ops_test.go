@@ -392,47 +392,7 @@ func waitOp(t *testing.T, kind, ns, name string, timeout time.Duration) *citav1.
 }
 
 func opStatus(kind, ns, name string) (*citav1.OperationStatus, metav1.Object, error) {
-	c := env.cita.CitacloudV1()
-	get := metav1.GetOptions{}
-	switch kind {
-	case "BlockHeightFallback":
-		o, err := c.BlockHeightFallbacks(ns).Get(env.ctx, name, get)
-		if err != nil {
-			return nil, nil, err
-		}
-		return &o.Status.OperationStatus, o, nil
-	case "Backup":
-		o, err := c.Backups(ns).Get(env.ctx, name, get)
-		if err != nil {
-			return nil, nil, err
-		}
-		return &o.Status.OperationStatus, o, nil
-	case "Snapshot":
-		o, err := c.Snapshots(ns).Get(env.ctx, name, get)
-		if err != nil {
-			return nil, nil, err
-		}
-		return &o.Status.OperationStatus, o, nil
-	case "Restore":
-		o, err := c.Restores(ns).Get(env.ctx, name, get)
-		if err != nil {
-			return nil, nil, err
-		}
-		return &o.Status.OperationStatus, o, nil
-	case "ChangeOwner":
-		o, err := c.ChangeOwners(ns).Get(env.ctx, name, get)
-		if err != nil {
-			return nil, nil, err
-		}
-		return &o.Status, o, nil
-	case "Switchover":
-		o, err := c.Switchovers(ns).Get(env.ctx, name, get)
-		if err != nil {
-			return nil, nil, err
-		}
-		return &o.Status, o, nil
-	}
-	return nil, nil, fmt.Errorf("unknown kind %s", kind)
+	return fixtures.OperationStatus(env.ctx, env.cita, kind, ns, name)
 }
 
 // jobStory is the operation's Job pods and their logs, for a failure.
