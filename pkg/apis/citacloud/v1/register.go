@@ -32,6 +32,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&Restore{}, &RestoreList{},
 		&Switchover{}, &SwitchoverList{},
 		&ChangeOwner{}, &ChangeOwnerList{},
+		&CitaNode{}, &CitaNodeList{},
 	)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
 	return nil

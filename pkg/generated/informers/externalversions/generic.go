@@ -59,6 +59,8 @@ func (f *sharedInformerFactory) ForResource(resource schema.GroupVersionResource
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Citacloud().V1().BlockHeightFallbacks().Informer()}, nil
 	case v1.SchemeGroupVersion.WithResource("changeowners"):
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Citacloud().V1().ChangeOwners().Informer()}, nil
+	case v1.SchemeGroupVersion.WithResource("citanodes"):
+		return &genericInformer{resource: resource.GroupResource(), informer: f.Citacloud().V1().CitaNodes().Informer()}, nil
 	case v1.SchemeGroupVersion.WithResource("restores"):
 		return &genericInformer{resource: resource.GroupResource(), informer: f.Citacloud().V1().Restores().Informer()}, nil
 	case v1.SchemeGroupVersion.WithResource("snapshots"):

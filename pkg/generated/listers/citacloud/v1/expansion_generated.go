@@ -42,6 +42,14 @@ type ChangeOwnerListerExpansion interface{}
 // ChangeOwnerNamespaceLister.
 type ChangeOwnerNamespaceListerExpansion interface{}
 
+// CitaNodeListerExpansion allows custom methods to be added to
+// CitaNodeLister.
+type CitaNodeListerExpansion interface{}
+
+// CitaNodeNamespaceListerExpansion allows custom methods to be added to
+// CitaNodeNamespaceLister.
+type CitaNodeNamespaceListerExpansion interface{}
+
 // RestoreListerExpansion allows custom methods to be added to
 // RestoreLister.
 type RestoreListerExpansion interface{}

@@ -30,6 +30,8 @@ type Interface interface {
 	BlockHeightFallbacks() TypedBlockHeightFallbackInformer
 	// ChangeOwners returns a ChangeOwnerInformer.
 	ChangeOwners() TypedChangeOwnerInformer
+	// CitaNodes returns a CitaNodeInformer.
+	CitaNodes() TypedCitaNodeInformer
 	// Restores returns a RestoreInformer.
 	Restores() TypedRestoreInformer
 	// Snapshots returns a SnapshotInformer.
@@ -62,6 +64,11 @@ func (v *version) BlockHeightFallbacks() TypedBlockHeightFallbackInformer {
 // ChangeOwners returns a TypedChangeOwnerInformer.
 func (v *version) ChangeOwners() TypedChangeOwnerInformer {
 	return &changeOwnerInformer{factory: v.factory, namespace: v.namespace, tweakListOptions: v.tweakListOptions}
+}
+
+// CitaNodes returns a TypedCitaNodeInformer.
+func (v *version) CitaNodes() TypedCitaNodeInformer {
+	return &citaNodeInformer{factory: v.factory, namespace: v.namespace, tweakListOptions: v.tweakListOptions}
 }
 
 // Restores returns a TypedRestoreInformer.

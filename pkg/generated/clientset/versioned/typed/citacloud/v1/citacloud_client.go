@@ -31,6 +31,7 @@ type CitacloudV1Interface interface {
 	BackupsGetter
 	BlockHeightFallbacksGetter
 	ChangeOwnersGetter
+	CitaNodesGetter
 	RestoresGetter
 	SnapshotsGetter
 	SwitchoversGetter
@@ -51,6 +52,10 @@ func (c *CitacloudV1Client) BlockHeightFallbacks(namespace string) BlockHeightFa
 
 func (c *CitacloudV1Client) ChangeOwners(namespace string) ChangeOwnerInterface {
 	return newChangeOwners(c, namespace)
+}
+
+func (c *CitacloudV1Client) CitaNodes(namespace string) CitaNodeInterface {
+	return newCitaNodes(c, namespace)
 }
 
 func (c *CitacloudV1Client) Restores(namespace string) RestoreInterface {

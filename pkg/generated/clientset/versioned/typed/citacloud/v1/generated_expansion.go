@@ -24,6 +24,8 @@ type BlockHeightFallbackExpansion interface{}
 
 type ChangeOwnerExpansion interface{}
 
+type CitaNodeExpansion interface{}
+
 type RestoreExpansion interface{}
 
 type SnapshotExpansion interface{}

@@ -40,6 +40,10 @@ func (c *FakeCitacloudV1) ChangeOwners(namespace string) v1.ChangeOwnerInterface
 	return newFakeChangeOwners(c, namespace)
 }
 
+func (c *FakeCitacloudV1) CitaNodes(namespace string) v1.CitaNodeInterface {
+	return newFakeCitaNodes(c, namespace)
+}
+
 func (c *FakeCitacloudV1) Restores(namespace string) v1.RestoreInterface {
 	return newFakeRestores(c, namespace)
 }
