@@ -1,6 +1,8 @@
 package nodetest
 
 import (
+	"strings"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -57,10 +59,76 @@ func CloudConfigConfigMaps(chain, node string, opts ...Option) []*corev1.ConfigM
 			Data:       data,
 		}
 	}
+	account := cm(node+"-account", map[string]string{"node_address": testAddress, "validator_address": testAddress})
+	account.BinaryData = map[string][]byte{"private_key": []byte("0x" + strings.Repeat("ab", 32))}
 	return []*corev1.ConfigMap{
-		cm(node+"-config", map[string]string{"config.toml": "# config of " + node + "\n"}),
-		cm(node+"-account", map[string]string{"node_address": node + "-address"}),
+		cm(node+"-config", map[string]string{"config.toml": ConfigToml(node, "raft")}),
+		account,
 	}
+}
+
+const testAddress = "0x1234567890abcdef1234567890abcdef12345678"
+
+// ConfigToml is a node's config.toml in the shape cloud-config 6.7's
+// update-node writes it (cita-cloud/cloud-config src/update_node.rs and
+// src/config/*.rs), for consensus raft or overlord: every section the
+// node's services read, each naming the node as its domain.
+func ConfigToml(node, consensus string) string {
+	consensusSection := `[consensus_raft]
+controller_port = 50004
+grpc_listen_port = 50001
+network_port = 50000
+node_addr = "/mnt/node_address"
+domain = "` + node + `"
+`
+	if consensus == "overlord" {
+		consensusSection = `[consensus_overlord]
+consensus_port = 50001
+controller_port = 50004
+network_port = 50000
+domain = "` + node + `"
+`
+	}
+	return `[network_zenoh]
+domain = "` + node + `"
+grpc_port = 50000
+port = 40000
+protocol = "quic"
+node_address = "/mnt/node_address"
+validator_address = "/mnt/validator_address"
+
+` + consensusSection + `
+[executor_evm]
+domain = "` + node + `"
+executor_port = 50002
+
+[storage_opendal]
+domain = "` + node + `"
+storage_port = 50003
+
+[controller]
+domain = "` + node + `"
+consensus_port = 50001
+controller_port = 50004
+executor_port = 50002
+network_port = 50000
+storage_port = 50003
+node_address = "/mnt/node_address"
+validator_address = "/mnt/validator_address"
+
+[genesis_block]
+prevhash = "0x0000000000000000000000000000000000000000000000000000000000000000"
+timestamp = 1700000000000
+
+[system_config]
+admin = "` + testAddress + `"
+block_interval = 3
+block_limit = 100
+chain_id = "0x63586a3c0255f337c77a777ff54f0040b8c388da04f23ecee6bfd4953a6512b4"
+quota_limit = 1073741824
+validators = ["` + testAddress + `"]
+version = 0
+`
 }
 
 // CloudConfigPVC is the node's data claim: the one the StatefulSet
