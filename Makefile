@@ -10,6 +10,14 @@ GO              ?= go
 TOOLS_CACHE     ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/cita-node-operator/tools
 CONTROLLER_GEN_VERSION := v0.23.0
 CONTROLLER_GEN  := $(TOOLS_CACHE)/controller-gen-$(CONTROLLER_GEN_VERSION)/controller-gen
+# The node's gRPC client (pkg/nodeapi): buf compiles the protos in Go, so no
+# protoc binary is downloaded; the two plugins write the Go code.
+BUF_VERSION                := v1.75.0
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+BUF                := $(TOOLS_CACHE)/buf-$(BUF_VERSION)/buf
+PROTOC_GEN_GO      := $(TOOLS_CACHE)/protoc-gen-go-$(PROTOC_GEN_GO_VERSION)/protoc-gen-go
+PROTOC_GEN_GO_GRPC := $(TOOLS_CACHE)/protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION)/protoc-gen-go-grpc
 
 VERSION         ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' charts/cita-node-operator/Chart.yaml)
 IMAGE           ?= ghcr.io/cita-cloud/cita-node-operator:$(VERSION)
@@ -19,6 +27,8 @@ CLOUD_OP_TAG    ?= v6.7.0
 
 CRD_DIR         := manifests/crds
 CHART_CRD_DIR   := charts/cita-node-operator/crds
+PROTO_DIR       := pkg/nodeapi/proto
+PROTO_GO_DIR    := pkg/nodeapi/internal/pb
 GO_PACKAGES     := ./...
 
 .PHONY: build
@@ -50,8 +60,22 @@ tools: ## Build (or reuse from the cache) etcd, kube-*, kubectl, kwok, helm into
 $(CONTROLLER_GEN):
 	GOBIN=$(dir $@) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
 
+$(BUF):
+	GOBIN=$(dir $@) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+
+$(PROTOC_GEN_GO):
+	GOBIN=$(dir $@) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+
+$(PROTOC_GEN_GO_GRPC):
+	GOBIN=$(dir $@) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+# buf finds the plugins on PATH: the pinned ones come first. It writes each
+# file at its go_package under the output root (buf.gen.yaml's module= option).
+BUF_GENERATE = PATH="$(dir $(PROTOC_GEN_GO)):$(dir $(PROTOC_GEN_GO_GRPC)):$$PATH" \
+	$(BUF) generate $(PROTO_DIR) --template $(PROTO_DIR)/buf.gen.yaml
+
 .PHONY: generate
-generate: generate-code generate-crds ## Regenerate clients, deepcopy and CRDs from pkg/apis.
+generate: generate-code generate-crds generate-proto ## Regenerate clients, deepcopy and CRDs from pkg/apis, and the node's gRPC client from its protos.
 
 .PHONY: generate-code
 generate-code:
@@ -64,8 +88,13 @@ generate-crds: $(CONTROLLER_GEN)
 	rm -f $(CHART_CRD_DIR)/*.yaml
 	cp $(CRD_DIR)/*.yaml $(CHART_CRD_DIR)/
 
+.PHONY: generate-proto
+generate-proto: $(BUF) $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) ## The node API's Go code (pkg/nodeapi/internal/pb) from pkg/nodeapi/proto.
+	rm -rf $(PROTO_GO_DIR)
+	$(BUF_GENERATE) --output .
+
 .PHONY: verify
-verify: verify-codegen verify-crds verify-fmt vet ## Everything CI checks besides tests.
+verify: verify-codegen verify-crds verify-proto verify-fmt vet ## Everything CI checks besides tests.
 
 .PHONY: verify-codegen
 verify-codegen:
@@ -77,6 +106,13 @@ verify-crds: $(CONTROLLER_GEN) ## CRDs match the Go types, and the chart holds t
 	$(CONTROLLER_GEN) crd:crdVersions=v1 paths=./pkg/apis/... output:crd:dir=$$scratch; \
 	diff -ru $$scratch $(CRD_DIR) || { echo "CRDs are out of date: run make generate" >&2; exit 1; }; \
 	diff -ru $(CRD_DIR) $(CHART_CRD_DIR) || { echo "chart CRDs differ from $(CRD_DIR): run make generate" >&2; exit 1; }
+
+.PHONY: verify-proto
+verify-proto: $(BUF) $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC) ## The node API's Go code matches its protos and the pinned plugins.
+	scratch=$$(mktemp -d); trap 'rm -rf "$$scratch"' EXIT; \
+	$(BUF_GENERATE) --output $$scratch; \
+	mkdir -p $$scratch/$(PROTO_GO_DIR); \
+	diff -ru $$scratch/$(PROTO_GO_DIR) $(PROTO_GO_DIR) || { echo "$(PROTO_GO_DIR) is out of date: run make generate-proto" >&2; exit 1; }
 
 .PHONY: verify-fmt
 verify-fmt:
