@@ -31,6 +31,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/cita-cloud/cita-node-operator/pkg/controller"
+	"github.com/cita-cloud/cita-node-operator/pkg/controller/citanode"
 	"github.com/cita-cloud/cita-node-operator/pkg/controller/operations"
 	"github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned"
 )
@@ -256,6 +257,10 @@ func runControllers(ctx context.Context, o *options, kube kubernetes.Interface, 
 	if err != nil {
 		return err
 	}
+	nodes, err := citanode.New(deps)
+	if err != nil {
+		return err
+	}
 	// The informers stop with the controllers, whatever stopped them.
 	ctx, cancel := context.WithCancel(ctx)
 	deps.Informers.Start(ctx)
@@ -265,7 +270,7 @@ func runControllers(ctx context.Context, o *options, kube kubernetes.Interface, 
 		deps.Informers.WaitForCacheSync(ctx)
 		ready.Store(true)
 	}()
-	return controller.RunAll(ctx, o.workers, ops)
+	return controller.RunAll(ctx, o.workers, ops, nodes)
 }
 
 func leaseMeta(o *options) metav1.ObjectMeta {

@@ -69,4 +69,25 @@ watchNamespace. Each rule says why the operator needs it.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
+# CitaNodes: informer (list, watch); their status (UpdateStatus).
+- apiGroups: ["citacloud.rivtower.com"]
+  resources: ["citanodes"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["citacloud.rivtower.com"]
+  resources: ["citanodes/status"]
+  verbs: ["update"]
+# A CitaNode's StatefulSet, Service and peer Services and EndpointSlices:
+# server-side applied (patch; create for an apply that creates one). The
+# StatefulSet's other verbs are in the workloads' rule above; Services are
+# also watched, to revert a change. Deleting a CitaNode deletes them through
+# their owner reference (the garbage collector), so no delete.
+- apiGroups: ["apps"]
+  resources: ["statefulsets"]
+  verbs: ["create"]
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: ["discovery.k8s.io"]
+  resources: ["endpointslices"]
+  verbs: ["create", "patch"]
 {{- end }}
