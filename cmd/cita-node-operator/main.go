@@ -37,6 +37,7 @@ import (
 )
 
 type options struct {
+	nodes             citanode.Config
 	kubeconfig        string
 	namespace         string
 	workers           int
@@ -55,7 +56,7 @@ type options struct {
 }
 
 func parseFlags(args []string) (*options, error) {
-	o := &options{Config: operations.DefaultConfig()}
+	o := &options{Config: operations.DefaultConfig(), nodes: citanode.DefaultConfig()}
 	fs := flag.NewFlagSet("cita-node-operator", flag.ContinueOnError)
 	klog.InitFlags(fs)
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file; empty: in-cluster config (or $KUBECONFIG)")
@@ -78,6 +79,10 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.JobStartTimeout, "job-start-timeout", o.JobStartTimeout, "fail an operation whose Job pod cannot start for this long")
 	fs.DurationVar(&o.JobActiveDeadline, "job-deadline", o.JobActiveDeadline, "active deadline of an operation's Job")
 	fs.DurationVar(&o.StartReadyTimeout, "start-ready-timeout", o.StartReadyTimeout, "fail an operation whose node, started again after its work succeeded, has not every pod Ready after this")
+	fs.DurationVar(&o.nodes.Poll.Interval, "citanode-poll-interval", o.nodes.Poll.Interval, "how often each CitaNode's node API is asked for its height, peers and sync state")
+	fs.DurationVar(&o.nodes.Poll.Timeout, "citanode-poll-timeout", o.nodes.Poll.Timeout, "timeout of one poll of a node's API")
+	fs.IntVar(&o.nodes.Poll.Concurrency, "citanode-poll-concurrency", o.nodes.Poll.Concurrency, "polls of node APIs in flight at most")
+	fs.DurationVar(&o.nodes.Poll.StallWindow, "citanode-stall-window", o.nodes.Poll.StallWindow, "a Ready CitaNode whose height has not grown for this long is reported stalled (Progressing=False, a Warning event)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -257,7 +262,7 @@ func runControllers(ctx context.Context, o *options, kube kubernetes.Interface, 
 	if err != nil {
 		return err
 	}
-	nodes, err := citanode.New(deps)
+	nodes, err := citanode.New(deps, o.nodes)
 	if err != nil {
 		return err
 	}

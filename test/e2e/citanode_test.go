@@ -6,10 +6,12 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	citav1 "github.com/cita-cloud/cita-node-operator/pkg/apis/citacloud/v1"
+	"github.com/cita-cloud/cita-node-operator/pkg/controller/citanode"
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeapi/nodeapitest"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/nodetest"
 	"github.com/cita-cloud/cita-node-operator/test/fixtures"
 )
@@ -54,14 +56,22 @@ func TestCitaNodeRunsAndOperationsWorkOnIt(t *testing.T) {
 	need(t)
 	ns := namespace(t, "e2e-citanode")
 	citaNodeInputs(t, ns, "cn-chain", "cn-chain-node0")
-	mustApply(t, citaNodeYAML(ns, "cn-chain-node0", "cn-chain", ""))
+	// The node's gRPC API: a fake on loopback, where the operator (outside
+	// the cluster's network here) is told to find it.
+	addr, api := nodeapitest.Start(t)
+	api.SetHeight(4242)
+	api.SetPeers(3)
+	api.SetSynced(true)
+	meta := fmt.Sprintf("  annotations:\n    %s: %q\n", citanode.AnnotationAPIAddress, addr)
+	mustApply(t, strings.Replace(citaNodeYAML(ns, "cn-chain-node0", "cn-chain", ""), "  namespace: "+ns+"\n", "  namespace: "+ns+"\n"+meta, 1))
 	cn := waitCitaNode(t, ns, "cn-chain-node0", citav1.NodePhaseRunning)
-	if c := meta.FindStatusCondition(cn.Status.Conditions, citav1.NodeConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+	if c := apimeta.FindStatusCondition(cn.Status.Conditions, citav1.NodeConditionReady); c == nil || c.Status != metav1.ConditionTrue {
 		t.Fatalf("Ready %+v", c)
 	}
-	if out, err := kubectl("get", "cn", "-n", ns); err != nil || !strings.Contains(out, "cn-chain-node0") || !strings.Contains(out, "Running") {
-		t.Fatalf("kubectl get cn: %v\n%s", err, out)
-	}
+	eventually(t, time.Minute, "the node's height in kubectl get cn", func() (bool, string) {
+		out, err := kubectl("get", "cn", "-n", ns)
+		return err == nil && strings.Contains(out, "cn-chain-node0") && strings.Contains(out, "Running") && strings.Contains(out, "4242") && strings.Contains(out, "true"), out
+	})
 	if _, err := env.kube.CoreV1().Services(ns).Get(env.ctx, "cn-chain-node0", metav1.GetOptions{}); err != nil {
 		t.Fatalf("the node's Service: %v", err)
 	}
@@ -78,7 +88,7 @@ func TestCitaNodeRunsAndOperationsWorkOnIt(t *testing.T) {
 		if err != nil {
 			return false, err.Error()
 		}
-		c := meta.FindStatusCondition(cn.Status.Conditions, citav1.NodeConditionOperationInProgress)
+		c := apimeta.FindStatusCondition(cn.Status.Conditions, citav1.NodeConditionOperationInProgress)
 		return c != nil && c.Status == metav1.ConditionTrue && strings.Contains(c.Message, "BlockHeightFallback/fb"), fmt.Sprintf("%+v", c)
 	})
 	// Stopped while the fallback holds the node: the operation still starts
@@ -120,7 +130,7 @@ func TestCitaNodeRefusesBadInput(t *testing.T) {
 	ns := namespace(t, "e2e-citanode-bad")
 	mustApply(t, citaNodeYAML(ns, "bad-chain-node0", "bad-chain", ""))
 	cn := waitCitaNode(t, ns, "bad-chain-node0", citav1.NodePhaseError)
-	c := meta.FindStatusCondition(cn.Status.Conditions, citav1.NodeConditionReady)
+	c := apimeta.FindStatusCondition(cn.Status.Conditions, citav1.NodeConditionReady)
 	if c == nil || c.Reason != "InvalidInput" || !strings.Contains(c.Message, "bad-chain-node0-config") {
 		t.Fatalf("Ready %+v", c)
 	}

@@ -28,11 +28,21 @@ type Controller struct {
 	pods    corelisters.PodLister
 	synced  []cache.InformerSynced
 	applied applied
+	poller  *poller
+	metrics *metrics
 }
+
+// Config is what the operator's flags set.
+type Config struct {
+	Poll PollConfig
+}
+
+// DefaultConfig holds the defaults of the operator's flags.
+func DefaultConfig() Config { return Config{Poll: DefaultPollConfig()} }
 
 // New builds the controller from the process's shared dependencies and
 // registers its event handlers; call it before starting the informers.
-func New(d controller.Deps) (*Controller, error) {
+func New(d controller.Deps, cfg Config) (*Controller, error) {
 	cn := d.Informers.Cita.Citacloud().V1().CitaNodes()
 	sts := d.Informers.Kube.Apps().V1().StatefulSets()
 	svc := d.Informers.Kube.Core().V1().Services()
@@ -42,6 +52,13 @@ func New(d controller.Deps) (*Controller, error) {
 		queue: controller.NewQueue("CitaNode"),
 		nodes: cn.Lister(), sets: sts.Lister(), svcs: svc.Lister(), pods: pods.Lister(),
 		applied: applied{generations: map[string][2]int64{}},
+		poller:  newPoller(cfg.Poll),
+		metrics: newMetrics(),
+	}
+	if d.Metrics != nil {
+		if err := c.metrics.register(d.Metrics); err != nil {
+			return nil, err
+		}
 	}
 	handlers := []struct {
 		informer cache.SharedIndexInformer

@@ -28,6 +28,7 @@ import (
 	"github.com/cita-cloud/cita-node-operator/pkg/controller"
 	citafake "github.com/cita-cloud/cita-node-operator/pkg/generated/clientset/versioned/fake"
 	citainformers "github.com/cita-cloud/cita-node-operator/pkg/generated/informers/externalversions"
+	"github.com/cita-cloud/cita-node-operator/pkg/nodeapi"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops"
 	"github.com/cita-cloud/cita-node-operator/pkg/nodeops/nodetest"
 )
@@ -42,6 +43,7 @@ type fixture struct {
 	kubeInf  informers.SharedInformerFactory
 	citaInf  citainformers.SharedInformerFactory
 	recorder *record.FakeRecorder
+	clock    *testingclock.FakeClock
 	c        *Controller
 }
 
@@ -55,10 +57,21 @@ func newFixture(t *testing.T, kubeObjs []runtime.Object, nodes ...*citav1.CitaNo
 	f := &fixture{t: t, ctx: ctx, kube: k8sfake.NewClientset(kubeObjs...), cita: citafake.NewSimpleClientset(citaObjs...), recorder: record.NewFakeRecorder(100)}
 	f.kubeInf = informers.NewSharedInformerFactory(f.kube, 0)
 	f.citaInf = citainformers.NewSharedInformerFactory(f.cita, 0)
+	f.clock = testingclock.NewFakeClock(time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC))
 	c, err := New(controller.Deps{Kube: f.kube, Cita: f.cita, Informers: controller.Informers{Kube: f.kubeInf, Cita: f.citaInf},
-		Recorder: f.recorder, Clock: testingclock.NewFakeClock(time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC))})
+		Recorder: f.recorder, Clock: f.clock}, DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Tests reach only loopback: a node's API is a fake named by the
+	// api-address annotation.
+	dial := c.poller.dial
+	c.poller.dial = func(addr string) (*nodeapi.Client, error) {
+		if !strings.HasPrefix(addr, "127.0.0.1:") {
+			t.Errorf("polled %s: tests reach only loopback", addr)
+			return nil, fmt.Errorf("not loopback: %s", addr)
+		}
+		return dial(addr)
 	}
 	f.c = c
 	f.refresh()

@@ -73,6 +73,8 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 	if apierrors.IsNotFound(err) {
 		// Its StatefulSet and Services go with it (owner references); the
 		// data PVC and the ConfigMaps stay.
+		c.poller.forget(key)
+		c.metrics.forget(key)
 		return nil
 	}
 	if err != nil {
@@ -129,6 +131,9 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 		return err
 	}
 	c.observe(cn, existing)
+	if st.Status == citav1.NodePhaseRunning || st.Status == citav1.NodePhaseStarting {
+		c.queue.AddAfter(key, c.pollStatus(ctx, cn))
+	}
 	return c.writeStatus(ctx, cached, cn)
 }
 
