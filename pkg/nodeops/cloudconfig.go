@@ -2,8 +2,10 @@ package nodeops
 
 // locateCloudConfig: cloud-config deploys one StatefulSet per node, named
 // after it, whose pod <node>-0 keeps the node root at the root of PVC
-// datadir-<node>-0; config.toml comes from the ConfigMap <node>-config and
-// the node's account from the ConfigMap of its node-account volume.
+// datadir-<node>-0; config.toml comes from the ConfigMap of its
+// node-config volume (cloud-config's <node>-config; a CitaNode's
+// configMapRef may name another) and the node's account from the
+// ConfigMap of its node-account volume.
 func locateCloudConfig(l Listers, t Target) (*Node, error) {
 	w, err := statefulSetWorkload(l, t.Namespace, t.Name, "node")
 	if err != nil {
@@ -23,6 +25,9 @@ func locateCloudConfig(l Listers, t Target) (*Node, error) {
 	for _, v := range w.Template.Spec.Volumes {
 		if v.Name == AccountVolume && v.ConfigMap != nil {
 			n.AccountConfigMap = v.ConfigMap.Name
+		}
+		if v.Name == ConfigVolume && v.ConfigMap != nil {
+			n.ConfigMap = v.ConfigMap.Name
 		}
 	}
 	return n, nil

@@ -27,6 +27,8 @@ import (
 const (
 	DataVolume    = "datadir"
 	AccountVolume = "node-account"
+	// ConfigVolume is cloud-config's ConfigMap volume of config.toml.
+	ConfigVolume = "node-config"
 )
 
 // Listers are the caches nodeops reads nodes from.

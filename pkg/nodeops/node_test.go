@@ -74,6 +74,25 @@ func TestLocate(t *testing.T) {
 				Crypto: "sm", Consensus: "overlord",
 			},
 		},
+		"cloud-config: the config ConfigMap its node-config volume names (a CitaNode's configMapRef)": {
+			objs: []runtime.Object{func() *appsv1.StatefulSet {
+				s := nodetest.CloudConfigStatefulSet("mychain", "node0", ccShape)
+				for i, v := range s.Spec.Template.Spec.Volumes {
+					if v.Name == ConfigVolume {
+						s.Spec.Template.Spec.Volumes[i].ConfigMap.Name = "shared-config"
+					}
+				}
+				return s
+			}(), nodetest.CloudConfigPVC("node0", inNS)},
+			target: cloudTarget("node0"),
+			want: located{
+				Key: "StatefulSet/node0", Kind: "StatefulSet", Replicas: 1,
+				DataClaim: "datadir-node0-0", DataSubPath: "",
+				StorageClass: "local-path", Size: "10Gi", AccessModes: rwo,
+				ConfigMap: "shared-config", AccountConfigMap: "node0-account", ConfigPath: "/cita/config/config.toml",
+				Crypto: "sm", Consensus: "overlord",
+			},
+		},
 		"cloud-config: capacity preferred over request": {
 			objs: []runtime.Object{nodetest.CloudConfigStatefulSet("mychain", "node0", ccShape), func() *corev1.PersistentVolumeClaim {
 				p := nodetest.CloudConfigPVC("node0", inNS)

@@ -58,11 +58,10 @@ const (
 	ContainerController = "controller"
 )
 
-// Names of the pod template's volumes besides nodeops.DataVolume (datadir)
-// and nodeops.AccountVolume (node-account), and where the containers mount
-// them.
+// Names of the pod template's volumes besides nodeops' (datadir,
+// node-account, node-config), and where the containers mount them.
 const (
-	ConfigVolume    = "node-config"
+	ConfigVolume    = nodeops.ConfigVolume
 	LocaltimeVolume = "node-localtime"
 
 	dataMountPath    = "/data"
