@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -144,4 +145,99 @@ func TestCitaNodeRefusesBadInput(t *testing.T) {
 	// controller does not cache ConfigMaps) and runs the node.
 	citaNodeInputs(t, ns, "bad-chain", "bad-chain-node0")
 	waitCitaNode(t, ns, "bad-chain-node0", citav1.NodePhaseRunning)
+}
+
+// TestCitaNodeAdoptsAnExistingNode: a node deployed from cloud-config's
+// YAML (its StatefulSet and Service, here rendered from the same spec
+// without an owner) is adopted by a CitaNode of its name without a
+// restart: the same pod, the same revision, now owned by the CitaNode.
+func TestCitaNodeAdoptsAnExistingNode(t *testing.T) {
+	need(t)
+	ns := namespace(t, "e2e-citanode-adopt")
+	citaNodeInputs(t, ns, "ad-chain", "ad-chain-node0")
+	cn := &citav1.CitaNode{ObjectMeta: metav1.ObjectMeta{Name: "ad-chain-node0", Namespace: ns}, Spec: citav1.CitaNodeSpec{ChainName: "ad-chain"}}
+	objs, err := citanode.Render(cn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sts, svc := objs.StatefulSet.DeepCopy(), objs.Service.DeepCopy()
+	sts.OwnerReferences, svc.OwnerReferences = nil, nil
+	if _, err := env.kube.AppsV1().StatefulSets(ns).Create(env.ctx, sts, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.kube.CoreV1().Services(ns).Create(env.ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var before corev1.Pod
+	eventually(t, time.Minute, "the node's pod running", func() (bool, string) {
+		p, err := env.kube.CoreV1().Pods(ns).Get(env.ctx, "ad-chain-node0-0", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		before = *p
+		return p.Status.Phase == corev1.PodRunning, string(p.Status.Phase)
+	})
+
+	mustApply(t, citaNodeYAML(ns, "ad-chain-node0", "ad-chain", ""))
+	waitCitaNode(t, ns, "ad-chain-node0", citav1.NodePhaseRunning)
+	eventually(t, time.Minute, "the StatefulSet owned by the CitaNode", func() (bool, string) {
+		s, err := env.kube.AppsV1().StatefulSets(ns).Get(env.ctx, "ad-chain-node0", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		ref := metav1.GetControllerOf(s)
+		return ref != nil && ref.Kind == "CitaNode", fmt.Sprintf("owners %+v", s.OwnerReferences)
+	})
+	s, err := env.kube.AppsV1().StatefulSets(ns).Get(env.ctx, "ad-chain-node0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Give a rollout the time to show, then check there was none.
+	time.Sleep(2 * time.Second)
+	after, err := env.kube.CoreV1().Pods(ns).Get(env.ctx, "ad-chain-node0-0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.UID != before.UID || after.Labels["controller-revision-hash"] != before.Labels["controller-revision-hash"] {
+		t.Fatalf("the node restarted on adoption: pod %s (revision %s) became %s (revision %s); StatefulSet update revision %s",
+			before.UID, before.Labels["controller-revision-hash"], after.UID, after.Labels["controller-revision-hash"], s.Status.UpdateRevision)
+	}
+	if a, err := env.kube.CoreV1().Services(ns).Get(env.ctx, "ad-chain-node0", metav1.GetOptions{}); err != nil || metav1.GetControllerOf(a) == nil {
+		t.Fatalf("the Service not adopted: %v", err)
+	}
+}
+
+// TestCitaNodeRefusesADifferentExistingNode: an existing StatefulSet of
+// the name whose images differ is not adopted and not changed; the
+// CitaNode says what differs.
+func TestCitaNodeRefusesADifferentExistingNode(t *testing.T) {
+	need(t)
+	ns := namespace(t, "e2e-citanode-conflict")
+	n := deployCloudConfig(t, ns, "cf-chain", "cf-chain-node0") // v6.7.0 images: not the CitaNode's v6.7.4
+	citaNodeInputs(t, ns, "cf-chain", "cf-chain-node0-x")       // the config is checked first: give one
+	before, err := env.kube.AppsV1().StatefulSets(ns).Get(env.ctx, n.name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm, err := env.kube.CoreV1().ConfigMaps(ns).Get(env.ctx, "cf-chain-node0-x-config", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data["config.toml"] = strings.ReplaceAll(cm.Data["config.toml"], "cf-chain-node0-x", "cf-chain-node0")
+	if _, err := env.kube.CoreV1().ConfigMaps(ns).Update(env.ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	mustApply(t, citaNodeYAML(ns, n.name, "cf-chain", "  configMapRef: cf-chain-node0-x-config\n  account:\n    configMap: cf-chain-node0-x-account\n"))
+	cn := waitCitaNode(t, ns, n.name, citav1.NodePhaseError)
+	c := apimeta.FindStatusCondition(cn.Status.Conditions, citav1.NodeConditionReady)
+	if c == nil || c.Reason != citanode.ReasonAdoptionConflict || !strings.Contains(c.Message, "image") {
+		t.Fatalf("Ready %+v", c)
+	}
+	after, err := env.kube.AppsV1().StatefulSets(ns).Get(env.ctx, n.name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Generation != before.Generation || metav1.GetControllerOf(after) != nil {
+		t.Fatalf("the StatefulSet was changed: generation %d → %d, owner %+v", before.Generation, after.Generation, metav1.GetControllerOf(after))
+	}
 }
