@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -71,13 +72,40 @@ func sampleFiles(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 7 {
-		t.Fatalf("want the original README's 7 samples in %s, found %d", samplesDir, len(files))
+	// The original README's 7 samples, and this project's CitaNode sample
+	// (checked by TestCitaNodeSample).
+	var originals []string
+	for _, f := range files {
+		if f = filepath.Base(f); f != citaNodeSample {
+			originals = append(originals, f)
+		}
 	}
-	for i := range files {
-		files[i] = filepath.Base(files[i])
+	if len(originals) != 7 || len(files) != 8 {
+		t.Fatalf("want the original README's 7 samples and %s in %s, found %v", citaNodeSample, samplesDir, files)
 	}
-	return files
+	return originals
+}
+
+const citaNodeSample = "8-citanode.yaml"
+
+// TestCitaNodeSample: the CitaNode sample decodes strictly into the type
+// and the CRD admits it.
+func TestCitaNodeSample(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(samplesDir, citaNodeSample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cn citav1.CitaNode
+	if err := yaml.UnmarshalStrict(data, &cn); err != nil {
+		t.Fatalf("%s: %v", citaNodeSample, err)
+	}
+	if cn.Spec.ChainName == "" || !strings.HasPrefix(cn.Name, cn.Spec.ChainName+"-") {
+		t.Fatalf("the sample's name %q is not <chain>-<domain> of chain %q", cn.Name, cn.Spec.ChainName)
+	}
+	obj := sampleMap(t, citaNodeSample)
+	if errs := loadCRD(t, "CitaNode").admit(obj, nil); len(errs) > 0 {
+		t.Fatalf("rejected: %v", errs.ToAggregate())
+	}
 }
 
 func TestSamplesDecodeStrictly(t *testing.T) {
