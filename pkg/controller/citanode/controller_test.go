@@ -364,3 +364,24 @@ func TestSwitchoverIsKept(t *testing.T) {
 		}
 	}
 }
+
+// TestVersionChangeRollsTheNode: a new version is applied as new images
+// (the StatefulSet controller then rolls the pod); the replicas and the
+// rest stay.
+func TestVersionChangeRollsTheNode(t *testing.T) {
+	f := newFixture(t, inputs("test-chain-node0"), newCitaNode("test-chain-node0"))
+	f.sync("test-chain-node0")
+	cn := f.node("test-chain-node0")
+	cn.Spec.Version = "v6.7.5"
+	cn.Generation++
+	if _, err := f.cita.CitacloudV1().CitaNodes(ns).Update(f.ctx, cn, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.refresh()
+	f.sync("test-chain-node0")
+	for _, c := range f.statefulSet("test-chain-node0").Spec.Template.Spec.Containers {
+		if !strings.HasSuffix(c.Image, ":v6.7.5") {
+			t.Errorf("container %s runs %s after the version change", c.Name, c.Image)
+		}
+	}
+}
