@@ -51,7 +51,7 @@ func New(d controller.Deps, cfg Config) (*Controller, error) {
 		deps:  d,
 		queue: controller.NewQueue("CitaNode"),
 		nodes: cn.Lister(), sets: sts.Lister(), svcs: svc.Lister(), pods: pods.Lister(),
-		applied: applied{generations: map[string][2]int64{}},
+		applied: applied{generations: map[string][2]int64{}, bodies: map[string]string{}},
 		poller:  newPoller(cfg.Poll),
 		metrics: newMetrics(),
 	}

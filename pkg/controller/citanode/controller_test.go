@@ -385,3 +385,26 @@ func TestVersionChangeRollsTheNode(t *testing.T) {
 		}
 	}
 }
+
+// TestPeersAppliedOnce: a peer outside the namespace gets its Service and
+// EndpointSlice once; later syncs with nothing changed write nothing.
+func TestPeersAppliedOnce(t *testing.T) {
+	cn := newCitaNode("test-chain-node0")
+	cn.Spec.ExternalPeers = []citav1.ExternalPeer{{Name: "test-chain-node1", IP: "10.1.2.3", Port: 40000}, {Name: "test-chain-node2", Host: "node2.example.org", Port: 40000}}
+	f := newFixture(t, inputs("test-chain-node0"), cn)
+	f.sync("test-chain-node0")
+	got := strings.Join(f.writes(), ",")
+	for _, want := range []string{"patch endpointslices", "patch services"} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("writes %s, want %s", got, want)
+		}
+	}
+	if _, err := f.kube.DiscoveryV1().EndpointSlices(ns).Get(f.ctx, "test-chain-node1-1", metav1.GetOptions{}); err != nil {
+		t.Fatalf("the IP peer's EndpointSlice: %v", err)
+	}
+	f.clear()
+	f.sync("test-chain-node0")
+	if w := f.writes(); len(w) != 0 {
+		t.Fatalf("a sync with nothing changed wrote %v", w)
+	}
+}

@@ -48,6 +48,8 @@ const InputRecheck = 10 * time.Second
 type applied struct {
 	mu          sync.Mutex
 	generations map[string][2]int64
+	// bodies are the EndpointSlices applied, by namespace/name.
+	bodies map[string]string
 }
 
 func (a *applied) current(s *appsv1.StatefulSet, cn *citav1.CitaNode) bool {
@@ -61,6 +63,19 @@ func (a *applied) record(s *appsv1.StatefulSet, cn *citav1.CitaNode) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.generations[string(s.UID)] = [2]int64{s.Generation, cn.Generation}
+}
+
+// sameBody: this process applied exactly body to obj last.
+func (a *applied) sameBody(obj metav1.Object, body []byte) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.bodies[obj.GetNamespace()+"/"+obj.GetName()] == string(body)
+}
+
+func (a *applied) rememberBody(obj metav1.Object, body []byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.bodies[obj.GetNamespace()+"/"+obj.GetName()] = string(body)
 }
 
 // sync brings one CitaNode's objects to what it says, unless an operation
@@ -127,7 +142,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) error {
 			}
 		}
 	}
-	if err := c.applyServices(ctx, cn, objs); err != nil {
+	if err := c.applyServices(ctx, objs); err != nil {
 		return err
 	}
 	c.observe(cn, existing)
@@ -234,9 +249,11 @@ func (c *Controller) applyStatefulSet(ctx context.Context, cn *citav1.CitaNode, 
 	return got, nil
 }
 
-// applyServices applies the node's Service and its peers' Services and
-// EndpointSlices when they differ from what is cached.
-func (c *Controller) applyServices(ctx context.Context, cn *citav1.CitaNode, objs Objects) error {
+// applyServices applies the node's Service and its peers' Services when
+// the cache shows them otherwise (so an edit of theirs is reverted), and
+// the peers' EndpointSlices, which are not cached, when this process has
+// not applied the same already.
+func (c *Controller) applyServices(ctx context.Context, objs Objects) error {
 	for _, svc := range append([]*corev1.Service{objs.Service}, objs.PeerServices...) {
 		if svc == nil {
 			continue
@@ -246,28 +263,39 @@ func (c *Controller) applyServices(ctx context.Context, cn *citav1.CitaNode, obj
 		}
 		want := svc.DeepCopy()
 		want.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Service"}
-		body, err := json.Marshal(want)
-		if err != nil {
+		if _, err := c.apply(ctx, want, func(body []byte, opts metav1.PatchOptions) error {
+			_, err := c.deps.Kube.CoreV1().Services(want.Namespace).Patch(ctx, want.Name, types.ApplyPatchType, body, opts)
 			return err
-		}
-		if _, err := c.deps.Kube.CoreV1().Services(want.Namespace).Patch(ctx, want.Name, types.ApplyPatchType, body,
-			metav1.PatchOptions{FieldManager: FieldManager, Force: ptr.To(true)}); err != nil {
+		}); err != nil {
 			return err
 		}
 	}
 	for _, es := range objs.PeerEndpointSlices {
 		want := es.DeepCopy()
 		want.TypeMeta = metav1.TypeMeta{APIVersion: "discovery.k8s.io/v1", Kind: "EndpointSlice"}
-		body, err := json.Marshal(want)
-		if err != nil {
+		body, err := c.apply(ctx, want, nil)
+		if err != nil || c.applied.sameBody(want, body) {
+			continue
+		}
+		if _, err := c.apply(ctx, want, func(body []byte, opts metav1.PatchOptions) error {
+			_, err := c.deps.Kube.DiscoveryV1().EndpointSlices(want.Namespace).Patch(ctx, want.Name, types.ApplyPatchType, body, opts)
+			return err
+		}); err != nil {
 			return err
 		}
-		if _, err := c.deps.Kube.DiscoveryV1().EndpointSlices(want.Namespace).Patch(ctx, want.Name, types.ApplyPatchType, body,
-			metav1.PatchOptions{FieldManager: FieldManager, Force: ptr.To(true)}); err != nil {
-			return err
-		}
+		c.applied.rememberBody(want, body)
 	}
 	return nil
+}
+
+// apply server-side applies obj with patch as this controller's field
+// manager, forcing its fields; with a nil patch it only returns the body.
+func (c *Controller) apply(_ context.Context, obj metav1.Object, patch func(body []byte, opts metav1.PatchOptions) error) ([]byte, error) {
+	body, err := json.Marshal(obj)
+	if err != nil || patch == nil {
+		return body, err
+	}
+	return body, patch(body, metav1.PatchOptions{FieldManager: FieldManager, Force: ptr.To(true)})
 }
 
 // serviceCurrent: the cached Service already has what the controller
