@@ -140,7 +140,7 @@ func ruleKey(r rbacv1.PolicyRule) string {
 func TestRBACExactRules(t *testing.T) {
 	operations := operationResources(t)
 	finalizerRules := append(operationRules(operations), rbacv1.PolicyRule{
-		APIGroups: []string{"citacloud.rivtower.com"}, Resources: suffixed(operations, "/finalizers"), Verbs: []string{"update"},
+		APIGroups: []string{"citacloud.rivtower.com"}, Resources: append(suffixed(operations, "/finalizers"), "citanodes/finalizers"), Verbs: []string{"update"},
 	})
 	tests := map[string]struct {
 		args []string

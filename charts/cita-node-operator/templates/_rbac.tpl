@@ -30,6 +30,8 @@ watchNamespace. Each rule says why the operator needs it.
     {{- range $kinds }}
     - {{ . }}/finalizers
     {{- end }}
+    # A CitaNode's StatefulSet and Services, likewise.
+    - citanodes/finalizers
   verbs: ["update"]
 {{- end }}
 # The nodes' workloads: cloud-config and helm nodes are StatefulSets, python
